@@ -1,0 +1,53 @@
+// Command sealsign-enclave is one party's enclave: the only process that
+// sees a key share in plaintext. It speaks length-prefixed CBOR frames to its
+// host over a unix socket (dev) or vsock (Nitro).
+//
+// Exit codes: 0 clean shutdown, 1 configuration or hardware error (the
+// reason on stderr), 2 usage.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sealsign/sealsign/enclave/server"
+)
+
+func main() {
+	var o server.Options
+	fs := flag.NewFlagSet("sealsign-enclave", flag.ContinueOnError)
+	fs.StringVar(&o.Listen, "listen", "", "listen address: unix:PATH (dev) or vsock::PORT (Nitro)")
+	fs.StringVar(&o.HSM, "hsm", "", "PKCS#11 URI of the party's token, e.g. pkcs11:token=party-a?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/path/pin")
+	fs.StringVar(&o.DevCACert, "dev-ca-cert", "", "dev NSM root certificate (PEM); dev parties only")
+	fs.StringVar(&o.DevCAKey, "dev-ca-key", "", "dev NSM root key (PEM); dev parties only")
+	fs.IntVar(&o.PreParamsGoal, "preparams-pool", 2, "Paillier pre-parameter sets to keep ready")
+	fs.StringVar(&o.InsecurePreParamsFixture, "insecure-preparams-fixture", "", "use PUBLIC pre-parameter sets from this JSON file (tests and demos only)")
+	fs.IntVar(&o.FixtureStride, "fixture-stride", 1, "with the fixture: take every Nth set")
+	fs.IntVar(&o.FixtureOffset, "fixture-offset", 0, "with the fixture: start at this set")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if o.Listen == "" || o.HSM == "" {
+		fmt.Fprintln(os.Stderr, "sealsign-enclave: --listen and --hsm are required")
+		fs.Usage()
+		os.Exit(2)
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(os.Stderr, "sealsign-enclave: bad --log-level %q\n", *level)
+		os.Exit(2)
+	}
+	o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("component", "enclave")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "sealsign-enclave:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,54 @@
+// Command sealsign is the operator, counterparty and auditor CLI of the
+// sealsign threshold-signing appliance.
+//
+// Exit codes: 0 success, 1 the operation failed (reason on stderr),
+// 2 usage error.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `sealsign — threshold-signing appliance CLI
+
+Usage:
+  sealsign <noun> <verb> [flags]
+
+Commands:
+  demo                 run a whole three-party appliance in a temp directory
+  dev up|down|status   keep a local three-party appliance running
+  key create|get|list  manage keys on a running appliance
+  sign                 sign a digest or message with a key
+  eif describe|pcrs|build|sign
+                       build, inspect and measure enclave image files
+
+Run "sealsign <command> -h" for the flags of one command.
+Exit codes: 0 ok, 1 failed, 2 usage.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one top-level noun; it gets the arguments after the noun.
+type command func(args []string, stdout, stderr io.Writer) int
+
+var commands = map[string]command{}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "sealsign: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	return cmd(args[1:], stdout, stderr)
+}

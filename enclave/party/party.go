@@ -1,0 +1,401 @@
+// Package party is the enclave's runtime: it holds the party's identity
+// keys, key shares and pre-parameter pool, verifies peers' attestations,
+// and runs keygen and signing sessions. It is the only code that sees a
+// share in plaintext; everything it persists goes out sealed.
+package party
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sealsign/sealsign/attestation"
+	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/enclave/channel"
+	"github.com/sealsign/sealsign/enclave/session"
+	"github.com/sealsign/sealsign/hsm"
+)
+
+// Attester produces attestation documents (Nitro NSM, dev NSM). The
+// document's public_key, user_data and nonce must be exactly the given bytes.
+type Attester interface {
+	Attest(publicKey, userData, nonce []byte) ([]byte, error)
+}
+
+// Host is the enclave's view of its host: calls it makes outward.
+type Host interface {
+	Call(ctx context.Context, method string, req, resp any) error
+}
+
+// Config wires the enclave's hardware and policy.
+type Config struct {
+	Sealer      hsm.Sealer
+	Rand        io.Reader // mixed entropy (hardware ⊕ OS)
+	Attester    Attester
+	Measurement []byte // PCR0 this enclave reports about itself
+	Clock       func() time.Time
+	Log         *slog.Logger
+
+	PreParams PoolConfig
+
+	// KeygenInactivity and SignInactivity bound how long a session may go
+	// without progress before it aborts naming the parties it waits for.
+	KeygenInactivity time.Duration
+	SignInactivity   time.Duration
+	// ProposalMaxAge bounds how old a proposal may be when a party joins.
+	ProposalMaxAge time.Duration
+}
+
+// Enclave is one party's runtime.
+type Enclave struct {
+	cfg Config
+
+	mu           sync.Mutex
+	host         Host
+	partyID      string
+	manifest     *api.Manifest
+	manifestHash []byte
+	devRoots     []*x509.Certificate
+	keys         *channel.Keys
+	identityDoc  []byte
+	identityAt   time.Time
+	peers        map[string]*channel.Peer
+	peerDocs     map[string][]byte // party → hash of the doc its keys came from
+	shares       map[string]*loadedKey
+	shareErrs    map[string]string
+	sessions     map[string]*session.Session // proposal id → session
+	seen         map[string]time.Time        // proposal ids ever run (replay)
+	parked       map[string][]*channel.Envelope
+	restored     bool
+	pool         *pool
+}
+
+// New returns an uninitialised enclave; the host must call init.
+func New(cfg Config) *Enclave {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.KeygenInactivity == 0 {
+		cfg.KeygenInactivity = 2 * time.Minute
+	}
+	if cfg.SignInactivity == 0 {
+		cfg.SignInactivity = time.Minute
+	}
+	if cfg.ProposalMaxAge == 0 {
+		cfg.ProposalMaxAge = 2 * time.Minute
+	}
+	e := &Enclave{
+		cfg:       cfg,
+		peers:     map[string]*channel.Peer{},
+		peerDocs:  map[string][]byte{},
+		shares:    map[string]*loadedKey{},
+		shareErrs: map[string]string{},
+		sessions:  map[string]*session.Session{},
+		seen:      map[string]time.Time{},
+		parked:    map[string][]*channel.Envelope{},
+	}
+	e.pool = newPool(cfg.PreParams, e)
+	return e
+}
+
+// AttachHost sets the connection used for calls to the host (a reconnecting
+// host replaces the previous one).
+func (e *Enclave) AttachHost(h Host) {
+	e.mu.Lock()
+	e.host = h
+	e.mu.Unlock()
+}
+
+func (e *Enclave) callHost(ctx context.Context, method string, req, resp any) error {
+	e.mu.Lock()
+	h := e.host
+	e.mu.Unlock()
+	if h == nil {
+		return api.Errorf(api.CodeUnavailable, "party: no host connected")
+	}
+	return h.Call(ctx, method, req, resp)
+}
+
+// Handlers returns the methods the host may call.
+func (e *Enclave) Handlers() map[string]api.Handler {
+	return map[string]api.Handler{
+		api.MethodInit:         decodeInto(e.init),
+		api.MethodAttest:       decodeInto(e.attest),
+		api.MethodRestore:      decodeInto(e.restore),
+		api.MethodPeerIdentity: decodeInto(e.peerIdentity),
+		api.MethodPropose:      decodeInto(e.propose),
+		api.MethodRun:          decodeInto(e.run),
+		api.MethodDeliver:      decodeInto(e.deliver),
+		api.MethodStatus:       func(ctx context.Context, _ []byte) (any, error) { return e.status(), nil },
+	}
+}
+
+func decodeInto[Req any, Resp any](f func(context.Context, *Req) (Resp, error)) api.Handler {
+	return func(ctx context.Context, body []byte) (any, error) {
+		req := new(Req)
+		if err := api.Unmarshal(body, req); err != nil {
+			return nil, api.Errorf(api.CodeMalformed, "party: malformed request: %v", err)
+		}
+		return f(ctx, req)
+	}
+}
+
+func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitResponse, error) {
+	m, err := api.ParseManifest(req.Manifest)
+	if err != nil {
+		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
+	}
+	self, ok := m.Party(req.PartyID)
+	if !ok {
+		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not a party of cluster %q (parties: %s)", req.PartyID, m.ClusterID, strings.Join(m.PartyIDs(), ", "))
+	}
+	if want, ok := self.PinnedPCRs()[0]; ok && !bytes.Equal(want, e.cfg.Measurement) {
+		return nil, api.Errorf(api.CodeAttestation, "party: this enclave measures pcr0 %x but the manifest pins %x for party %q: peers would refuse it", e.cfg.Measurement, want, req.PartyID)
+	}
+	hash, err := m.Hash()
+	if err != nil {
+		return nil, err
+	}
+	roots, err := parseRoots(m.DevRoots)
+	if err != nil {
+		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.keys != nil {
+		if e.partyID != req.PartyID || !bytes.Equal(e.manifestHash, hash) {
+			return nil, api.Errorf(api.CodeBadRequest, "party: already initialised as party %q of manifest %x; restart the enclave to change", e.partyID, e.manifestHash[:8])
+		}
+		return &api.InitResponse{Identity: e.keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
+	}
+	keys, err := channel.NewKeys(req.PartyID, e.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	e.partyID, e.manifest, e.manifestHash, e.devRoots, e.keys = req.PartyID, m, hash, roots, keys
+	e.cfg.Log.Info("initialised", "party", req.PartyID, "cluster", m.ClusterID, "manifest", fmt.Sprintf("%x", hash[:8]))
+	return &api.InitResponse{Identity: keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
+}
+
+func parseRoots(pems []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for i, p := range pems {
+		blk, _ := pem.Decode([]byte(p))
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("party: manifest dev_roots[%d] is not a PEM certificate", i)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("party: manifest dev_roots[%d]: %v", i, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ready returns the initialised state or an error.
+func (e *Enclave) ready() (string, *channel.Keys, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.keys == nil {
+		return "", nil, api.Errorf(api.CodeUnavailable, "party: enclave not initialised (host must call init)")
+	}
+	return e.partyID, e.keys, nil
+}
+
+// identityRefresh bounds the age of the cached channel attestation.
+const identityRefresh = time.Hour
+
+func (e *Enclave) attest(_ context.Context, req *api.AttestRequest) (*api.AttestResponse, error) {
+	_, keys, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Nonce) > 512 {
+		return nil, api.Errorf(api.CodeBadRequest, "party: nonce is %d bytes, limit 512", len(req.Nonce))
+	}
+	pub, err := api.Marshal(keys.Public())
+	if err != nil {
+		return nil, err
+	}
+	now := e.cfg.Clock()
+	if req.Nonce == nil {
+		e.mu.Lock()
+		doc, at := e.identityDoc, e.identityAt
+		e.mu.Unlock()
+		if doc != nil && now.Sub(at) < identityRefresh {
+			return &api.AttestResponse{Document: doc}, nil
+		}
+	}
+	doc, err := e.cfg.Attester.Attest(pub, e.manifestHash, req.Nonce)
+	if err != nil {
+		return nil, api.Errorf(api.CodeAttestation, "party: attest: %v", err)
+	}
+	if req.Nonce == nil {
+		e.mu.Lock()
+		e.identityDoc, e.identityAt = doc, now
+		e.mu.Unlock()
+	}
+	return &api.AttestResponse{Document: doc}, nil
+}
+
+// peerIdentity accepts a peer's channel keys only from an attestation
+// document that verifies under the manifest: chain to a trusted root,
+// the party's pinned PCRs, user_data = our manifest hash, and public_key
+// naming that party.
+func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) (any, error) {
+	me, _, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	if req.PartyID == me {
+		return nil, api.Errorf(api.CodeBadRequest, "party: %q is this party, not a peer", req.PartyID)
+	}
+	e.mu.Lock()
+	mp, ok := e.manifest.Party(req.PartyID)
+	roots, mh := e.devRoots, e.manifestHash
+	known := bytes.Equal(e.peerDocs[req.PartyID], docHash(req.Document))
+	e.mu.Unlock()
+	if !ok {
+		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not in the manifest", req.PartyID)
+	}
+	if known {
+		return nil, nil
+	}
+	if mp.Kind != "dev" {
+		return nil, api.Errorf(api.CodeAttestation, "party: peer %q is of kind %q; this build verifies dev attestations only", req.PartyID, mp.Kind)
+	}
+	doc, err := attestation.Verify(req.Document, attestation.VerifyOptions{
+		Roots:    roots,
+		Time:     e.cfg.Clock(),
+		PCRs:     mp.PinnedPCRs(),
+		UserData: mh,
+	})
+	if err != nil {
+		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: %v", req.PartyID, err)
+	}
+	var id api.Identity
+	if err := api.Unmarshal(doc.PublicKey, &id); err != nil {
+		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: attested public_key is not an identity: %v", req.PartyID, err)
+	}
+	if id.PartyID != req.PartyID {
+		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: its attestation names party %q", req.PartyID, id.PartyID)
+	}
+	peer, err := channel.NewPeer(id)
+	if err != nil {
+		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: %v", req.PartyID, err)
+	}
+	e.mu.Lock()
+	e.peers[req.PartyID] = peer
+	e.peerDocs[req.PartyID] = docHash(req.Document)
+	e.mu.Unlock()
+	e.cfg.Log.Info("peer verified", "peer", req.PartyID, "module", doc.ModuleID)
+	return nil, nil
+}
+
+func (e *Enclave) status() *api.StatusResponse {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keys := make([]string, 0, len(e.shares))
+	for k := range e.shares {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ready, goal := e.pool.counts()
+	return &api.StatusResponse{
+		PartyID:        e.partyID,
+		Initialised:    e.keys != nil,
+		PreParamsReady: ready,
+		PreParamsGoal:  goal,
+		Keys:           keys,
+		Sessions:       len(e.sessions),
+		Measurement:    e.cfg.Measurement,
+	}
+}
+
+// Blob names. The host stores blobs under these names; the name is only a
+// hint: each blob's sealed binding is checked against what the name claims.
+const (
+	shareBlobPrefix     = "share/"
+	preparamsBlobPrefix = "preparams/"
+	kindShare           = "tss-share"
+	kindPreParams       = "paillier-preparams"
+)
+
+func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.RestoreResponse, error) {
+	me, _, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.RestoreResponse{}
+	fail := func(name string, err error) {
+		resp.Failed = append(resp.Failed, api.BlobFailure{Name: name, Error: err.Error()})
+		e.cfg.Log.Warn("blob not restored", "blob", name, "err", err)
+	}
+	for _, b := range req.Blobs {
+		switch {
+		case strings.HasPrefix(b.Name, shareBlobPrefix):
+			keyID := strings.TrimPrefix(b.Name, shareBlobPrefix)
+			k, err := e.openShare(me, keyID, b.Blob)
+			if err != nil {
+				e.mu.Lock()
+				e.shareErrs[keyID] = err.Error()
+				e.mu.Unlock()
+				fail(b.Name, err)
+				continue
+			}
+			e.mu.Lock()
+			e.shares[keyID] = k
+			delete(e.shareErrs, keyID)
+			e.mu.Unlock()
+			resp.Loaded = append(resp.Loaded, b.Name)
+		case strings.HasPrefix(b.Name, preparamsBlobPrefix):
+			if err := e.pool.restore(me, b); err != nil {
+				fail(b.Name, err)
+				continue
+			}
+			resp.Loaded = append(resp.Loaded, b.Name)
+		default:
+			fail(b.Name, fmt.Errorf("party: unknown blob name"))
+		}
+	}
+	e.mu.Lock()
+	first := !e.restored
+	e.restored = true
+	e.mu.Unlock()
+	if first {
+		e.pool.start(me)
+	}
+	return resp, nil
+}
+
+func (e *Enclave) openShare(me, keyID string, blob []byte) (*loadedKey, error) {
+	pt, err := hsm.OpenBlob(e.cfg.Sealer, hsm.Binding{PartyID: me, KeyID: keyID, Epoch: 0, Kind: kindShare}, blob)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	rec := new(shareRecord)
+	if err := api.Unmarshal(pt, rec); err != nil {
+		return nil, fmt.Errorf("party: share for key %q: malformed record: %v", keyID, err)
+	}
+	if rec.KeyID != keyID {
+		return nil, fmt.Errorf("party: share record names key %q, stored as %q", rec.KeyID, keyID)
+	}
+	return rec.load()
+}
+
+func docHash(doc []byte) []byte {
+	return session.ProposalID(append([]byte("peer-doc\x00"), doc...))
+}

@@ -1,0 +1,382 @@
+package party
+
+import (
+	"context"
+	"errors"
+	"encoding/hex"
+		"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/common"
+
+	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/enclave/channel"
+	"github.com/sealsign/sealsign/enclave/session"
+	"github.com/sealsign/sealsign/hsm"
+)
+
+// propose builds and signs a session proposal with this enclave as coordinator.
+func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.ProposeResponse, error) {
+	me, keys, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	parties := slices.Clone(req.Parties)
+	slices.Sort(parties)
+	p := &session.Proposal{
+		Version:     1,
+		Kind:        req.Kind,
+		Algorithm:   req.Algorithm,
+		Parties:     parties,
+		Message:     req.Message,
+		Coordinator: me,
+		Nonce:       make([]byte, 32),
+		CreatedMS:   e.cfg.Clock().UnixMilli(),
+		Manifest:    e.manifestHash,
+	}
+	if _, err := io.ReadFull(e.cfg.Rand, p.Nonce); err != nil {
+		return nil, err
+	}
+	switch req.Kind {
+	case api.KindKeygen:
+		if req.KeyID != "" {
+			return nil, api.Errorf(api.CodeBadRequest, "party: keygen chooses its own key id")
+		}
+		id := make([]byte, 16)
+		if _, err := io.ReadFull(e.cfg.Rand, id); err != nil {
+			return nil, err
+		}
+		p.KeyID = hex.EncodeToString(id)
+		p.Threshold = e.manifest.Threshold
+	case api.KindSign:
+		k, err := e.share(req.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		p.KeyID, p.Algorithm, p.Threshold = req.KeyID, k.rec.Algorithm, k.rec.Threshold
+	}
+	if err := e.checkProposal(me, p); err != nil {
+		return nil, err
+	}
+	body, err := api.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := api.Marshal(session.SignedProposal{Body: body, Signature: keys.Sign(session.DomainProposal, body)})
+	if err != nil {
+		return nil, err
+	}
+	return &api.ProposeResponse{Proposal: raw, ID: session.ProposalID(body)}, nil
+}
+
+func (e *Enclave) share(keyID string) (*loadedKey, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if k, ok := e.shares[keyID]; ok {
+		return k, nil
+	}
+	if msg, ok := e.shareErrs[keyID]; ok {
+		return nil, api.Errorf(api.CodeSealing, "party: key %q is not usable on party %q: %s", keyID, e.partyID, msg)
+	}
+	return nil, api.Errorf(api.CodeNotFound, "party: key %q unknown on party %q", keyID, e.partyID)
+}
+
+// checkProposal applies this party's own rules to a proposal, whoever made it.
+func (e *Enclave) checkProposal(me string, p *session.Proposal) error {
+	if err := p.Check(); err != nil {
+		return api.Errorf(api.CodeBadRequest, "%v", err)
+	}
+	if string(p.Manifest) != string(e.manifestHash) {
+		return api.Errorf(api.CodeBadRequest, "party: proposal is for manifest %x, this party runs %x", p.Manifest[:8], e.manifestHash[:8])
+	}
+	if !slices.Contains(p.Parties, me) {
+		return api.Errorf(api.CodeBadRequest, "party: proposal does not include this party %q", me)
+	}
+	for _, id := range p.Parties {
+		if _, ok := e.manifest.Party(id); !ok {
+			return api.Errorf(api.CodeBadRequest, "party: proposal names %q, not a party of the cluster", id)
+		}
+	}
+	switch p.Kind {
+	case api.KindKeygen:
+		if !slices.Equal(p.Parties, e.manifest.PartyIDs()) || p.Threshold != e.manifest.Threshold {
+			return api.Errorf(api.CodeBadRequest, "party: keygen must include every party (%s) at threshold %d", strings.Join(e.manifest.PartyIDs(), ", "), e.manifest.Threshold)
+		}
+		if _, err := e.share(p.KeyID); err == nil {
+			return api.Errorf(api.CodeBadRequest, "party: key %q already exists", p.KeyID)
+		}
+	case api.KindSign:
+		k, err := e.share(p.KeyID)
+		if err != nil {
+			return err
+		}
+		if p.Algorithm != k.rec.Algorithm || p.Threshold != k.rec.Threshold {
+			return api.Errorf(api.CodeBadRequest, "party: proposal says %s t=%d, key %q is %s t=%d", p.Algorithm, p.Threshold, p.KeyID, k.rec.Algorithm, k.rec.Threshold)
+		}
+		for _, id := range p.Parties {
+			if !slices.Contains(k.rec.Parties, id) {
+				return api.Errorf(api.CodeBadRequest, "party: %q holds no share of key %q", id, p.KeyID)
+			}
+		}
+	}
+	return nil
+}
+
+// run joins the session a signed proposal describes and returns its result.
+func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionResult, error) {
+	me, keys, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	sp, p, err := session.ParseProposal(req.Proposal)
+	if err != nil {
+		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
+	}
+	pid := session.ProposalID(sp.Body)
+	var coordinator *channel.Peer
+	if p.Coordinator == me {
+		coordinator, _ = channel.NewPeer(keys.Public())
+	} else {
+		coordinator, err = e.peer(p.Coordinator)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !coordinator.Verify(session.DomainProposal, sp.Body, sp.Signature) {
+		return nil, api.Errorf(api.CodeRejected, "party: proposal signature from coordinator %q invalid", p.Coordinator)
+	}
+	if err := e.checkProposal(me, p); err != nil {
+		return nil, err
+	}
+	now := e.cfg.Clock()
+	created := time.UnixMilli(p.CreatedMS)
+	if now.Sub(created) > e.cfg.ProposalMaxAge || created.Sub(now) > 30*time.Second {
+		return nil, api.Errorf(api.CodeRejected, "party: proposal created %s, outside the accepted window of %s", created.UTC().Format(time.RFC3339), e.cfg.ProposalMaxAge)
+	}
+	peers := map[string]*channel.Peer{}
+	for _, id := range p.Parties {
+		if id == me {
+			continue
+		}
+		pe, err := e.peer(id)
+		if err != nil {
+			return nil, err
+		}
+		peers[id] = pe
+	}
+
+	var proto protocol
+	var inactivity time.Duration
+	var pre *preParamsEntry
+	switch p.Kind {
+	case api.KindKeygen:
+		inactivity = e.cfg.KeygenInactivity
+	case api.KindSign:
+		inactivity = e.cfg.SignInactivity
+	}
+
+	e.mu.Lock()
+	if _, dup := e.seen[string(pid)]; dup {
+		e.mu.Unlock()
+		return nil, api.Errorf(api.CodeRejected, "party: proposal %x already ran on this party (replay)", pid[:8])
+	}
+	e.seen[string(pid)] = now
+	e.mu.Unlock()
+
+	if p.Kind == api.KindKeygen && p.Algorithm == api.AlgECDSASecp256k1 {
+		// Paillier pre-parameters come from the background pool; they are
+		// never generated on the request path.
+		pre, err = e.pool.take(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	done := make(chan struct{})
+	defer close(done)
+	switch p.Kind {
+	case api.KindKeygen:
+		proto = keygenProtocol(p.Algorithm, pre.params(), done)
+	case api.KindSign:
+		k, err := e.share(p.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		proto = signProtocol(k, p.Message, done)
+	}
+	s := session.New(session.Config{
+		Me:         me,
+		Keys:       keys,
+		Peers:      peers,
+		Proposal:   p,
+		PID:        pid,
+		Send:       e.sender(ctx),
+		Build:      proto.build,
+		TypePrefix: proto.typePrefix,
+		Curve:      proto.curve,
+		Rand:       e.cfg.Rand,
+		Inactivity: inactivity,
+	})
+	e.mu.Lock()
+	e.sessions[string(pid)] = s
+	parked := e.parked[string(pid)]
+	delete(e.parked, string(pid))
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.sessions, string(pid))
+		e.mu.Unlock()
+	}()
+	for _, env := range parked {
+		if err := s.Deliver(env); err != nil {
+			e.cfg.Log.Warn("parked envelope rejected", "from", env.Header.From, "err", err)
+		}
+	}
+	start := time.Now()
+	out, err := s.Run(ctx)
+	if err != nil {
+		e.cfg.Log.Warn("session failed", "kind", p.Kind, "key", p.KeyID, "err", err)
+		return nil, api.Errorf(api.CodeSession, "party %s: %s %s: %v", me, p.Kind, p.KeyID, err)
+	}
+	res := &api.SessionResult{
+		ProposalID: pid, SessionID: s.SessionID(), PartyID: me, Kind: p.Kind,
+		Algorithm: p.Algorithm, KeyID: p.KeyID, Threshold: p.Threshold, Parties: p.Parties,
+	}
+	switch p.Kind {
+	case api.KindKeygen:
+		if err := e.finishKeygen(ctx, me, p, out, res); err != nil {
+			return nil, err
+		}
+	case api.KindSign:
+		k, _ := e.share(p.KeyID)
+		sd, ok := out.(*common.SignatureData)
+		if !ok {
+			return nil, api.Errorf(api.CodeInternal, "party: unexpected signing output %T", out)
+		}
+		sig, recID, err := finishSignature(p.Algorithm, k.rec.PublicKey, p.Message, sd)
+		if err != nil {
+			return nil, api.Errorf(api.CodeSession, "%v", err)
+		}
+		res.PublicKey, res.Signature, res.RecoveryID, res.Message = k.rec.PublicKey, sig, recID, p.Message
+	}
+	e.cfg.Log.Info("session done", "kind", p.Kind, "key", p.KeyID, "alg", p.Algorithm, "ms", time.Since(start).Milliseconds())
+	return res, nil
+}
+
+// finishKeygen seals the new share and has the host store it durably before
+// the key is acknowledged.
+func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Proposal, out any, res *api.SessionResult) error {
+	rec, err := newShareRecord(p, out)
+	if err != nil {
+		return api.Errorf(api.CodeInternal, "%v", err)
+	}
+	k, err := rec.load()
+	if err != nil {
+		return api.Errorf(api.CodeInternal, "%v", err)
+	}
+	pt, err := api.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	blob, err := hsm.SealBlob(e.cfg.Sealer, hsm.Binding{PartyID: me, KeyID: p.KeyID, Epoch: 0, Kind: kindShare}, pt)
+	clear(pt)
+	if err != nil {
+		return api.Errorf(api.CodeSealing, "party: seal share of key %q: %v", p.KeyID, err)
+	}
+	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobPrefix + p.KeyID, Blob: blob}}, nil); err != nil {
+		return api.Errorf(api.CodeUnavailable, "party: host did not store the sealed share of key %q: %v", p.KeyID, err)
+	}
+	e.mu.Lock()
+	e.shares[p.KeyID] = k
+	e.mu.Unlock()
+	res.PublicKey = rec.PublicKey
+	return nil
+}
+
+// sender relays envelopes through the host.
+func (e *Enclave) sender(ctx context.Context) func(to string, env []byte) error {
+	return func(to string, env []byte) error {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return e.callHost(cctx, api.MethodSend, api.SendRequest{To: to, Envelope: env}, nil)
+	}
+}
+
+func (e *Enclave) peer(id string) (*channel.Peer, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.peers[id]
+	if !ok {
+		return nil, api.Errorf(api.CodeAttestation, "party: no verified attestation for peer %q yet (host must relay its document)", id)
+	}
+	return p, nil
+}
+
+// maxParked bounds envelopes held for sessions this party has not joined yet.
+const maxParked = 256
+
+func (e *Enclave) deliver(_ context.Context, req *api.DeliverRequest) (any, error) {
+	if _, _, err := e.ready(); err != nil {
+		return nil, err
+	}
+	env, err := channel.ParseEnvelope(req.Envelope)
+	if err != nil {
+		return nil, api.Errorf(api.CodeRejected, "%v", err)
+	}
+	peer, err := e.peer(env.Header.From)
+	if err != nil {
+		return nil, err
+	}
+	pid := string(env.Header.ProposalID)
+	e.mu.Lock()
+	s, ok := e.sessions[pid]
+	_, ran := e.seen[pid]
+	e.mu.Unlock()
+	if ok {
+		if err := s.Deliver(env); err != nil {
+			return nil, deliverError(err)
+		}
+		return nil, nil
+	}
+	if ran {
+		return nil, api.Errorf(api.CodeRejected, "party: envelope from %q for proposal %x, which has finished (late or replayed)", env.Header.From, env.Header.ProposalID[:8])
+	}
+	// The sender may be ahead of our host's run call: authenticate, then park.
+	if _, err := e.keysOpenCheck(peer, env); err != nil {
+		return nil, deliverError(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	total := 0
+	for _, l := range e.parked {
+		total += len(l)
+	}
+	if total >= maxParked {
+		return nil, api.Errorf(api.CodeUnavailable, "party: %d envelopes already parked for sessions not started here", total)
+	}
+	e.parked[pid] = append(e.parked[pid], env)
+	return nil, nil
+}
+
+// keysOpenCheck authenticates an envelope without keeping its plaintext.
+func (e *Enclave) keysOpenCheck(from *channel.Peer, env *channel.Envelope) (bool, error) {
+	_, keys, err := e.ready()
+	if err != nil {
+		return false, err
+	}
+	pt, err := keys.Open(from, env)
+	clear(pt)
+	return err == nil, err
+}
+
+// deliverError classifies a refused envelope. A signature that does not
+// match the sender's attested key means our view of that peer may be from
+// an earlier boot: CodeAttestation tells the host to fetch its current
+// attestation and retry.
+func deliverError(err error) error {
+	if errors.Is(err, channel.ErrSignature) {
+		return api.Errorf(api.CodeAttestation, "%v (is our attestation of the sender current?)", err)
+	}
+	return api.Errorf(api.CodeRejected, "%v", err)
+}

@@ -1,0 +1,166 @@
+// Package server wires sealsign-enclave: hardware root, entropy, attester,
+// the party runtime and the host-facing listener.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	ecdsakeygen "github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+	golog "github.com/ipfs/go-log"
+
+	"github.com/sealsign/sealsign/attestation/devnsm"
+	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/enclave/entropy"
+	"github.com/sealsign/sealsign/enclave/party"
+	"github.com/sealsign/sealsign/enclave/transport"
+	"github.com/sealsign/sealsign/hsm/pkcs11"
+)
+
+// SealingKeyLabel names the AES-256 sealing key on the party's token.
+const SealingKeyLabel = "sealsign-sealing-key-v1"
+
+// Options configure an enclave process.
+type Options struct {
+	Listen string // unix:PATH or vsock::PORT
+	HSM    string // RFC 7512 PKCS#11 URI
+	// DevCACert and DevCAKey select the dev NSM (dev parties only).
+	DevCACert, DevCAKey string
+	PreParamsGoal       int
+	// InsecurePreParamsFixture loads public pre-parameter sets instead of
+	// generating them (tests and dev demos only; see PoolConfig).
+	InsecurePreParamsFixture string
+	FixtureStride, FixtureOffset int
+	Log                          *slog.Logger
+}
+
+// Run starts the enclave and serves host connections until ctx ends.
+// Configuration and hardware errors are returned before listening.
+func Run(ctx context.Context, o Options) error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	// tss-lib logs protocol progress at info; keep it quiet and keep its
+	// output (which can include message contents at debug) out of our logs.
+	golog.SetLogLevel("tss-lib", "error")
+
+	addr, err := transport.Parse(o.Listen)
+	if err != nil {
+		return err
+	}
+	measurement, err := devnsm.MeasureSelf()
+	if err != nil {
+		return fmt.Errorf("enclave: measure own binary: %w", err)
+	}
+	tok, err := pkcs11.Open(o.HSM)
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+	sealer, err := tok.Sealer(SealingKeyLabel, true)
+	if err != nil {
+		return err
+	}
+	mixer, err := entropy.New(tok, rand.Reader)
+	if err != nil {
+		return err
+	}
+	attester, err := devAttester(o, measurement, mixer)
+	if err != nil {
+		return err
+	}
+	pool := party.PoolConfig{Goal: o.PreParamsGoal}
+	if o.InsecurePreParamsFixture != "" {
+		sets, err := loadFixture(o.InsecurePreParamsFixture, o.FixtureStride, o.FixtureOffset)
+		if err != nil {
+			return err
+		}
+		pool.InsecureFixture = sets
+		o.Log.Warn("using PUBLIC pre-parameter fixtures: keys made here protect nothing", "file", o.InsecurePreParamsFixture, "sets", len(sets))
+	}
+	e := party.New(party.Config{
+		Sealer:      sealer,
+		Rand:        mixer,
+		Attester:    attester,
+		Measurement: measurement,
+		Log:         o.Log,
+		PreParams:   pool,
+	})
+	l, err := transport.Listen(addr)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	o.Log.Info("enclave listening", "addr", addr.String(), "pcr0", fmt.Sprintf("%x", measurement))
+	// One host connection at a time: a host that reconnects gets the same
+	// enclave state (identity, shares, pool).
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("enclave: accept: %w", err)
+		}
+		conn := api.NewConn(c, e.Handlers())
+		conn.OnBadFrame = func(err error) { o.Log.Warn("bad frame from host", "err", err) }
+		e.AttachHost(conn)
+		o.Log.Info("host connected")
+		conn.Serve(ctx)
+		o.Log.Info("host disconnected")
+	}
+}
+
+func devAttester(o Options, measurement []byte, rnd *entropy.Mixer) (party.Attester, error) {
+	if _, err := os.Stat("/dev/nsm"); err == nil && o.DevCACert == "" {
+		return nil, fmt.Errorf("enclave: /dev/nsm present but the Nitro NSM attester is not built yet (issue 4); pass --dev-ca-cert/--dev-ca-key for a dev party")
+	}
+	if o.DevCACert == "" || o.DevCAKey == "" {
+		return nil, fmt.Errorf("enclave: no attester: a dev party needs --dev-ca-cert and --dev-ca-key")
+	}
+	ca, err := devnsm.LoadCA(o.DevCACert, o.DevCAKey)
+	if err != nil {
+		return nil, err
+	}
+	return devnsm.New(ca, "sealsign-dev", map[uint][]byte{0: measurement}, rnd, time.Now)
+}
+
+func loadFixture(path string, stride, offset int) ([]*ecdsakeygen.LocalPreParams, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("enclave: pre-params fixture: %w", err)
+	}
+	var all []*ecdsakeygen.LocalPreParams
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, fmt.Errorf("enclave: pre-params fixture %s: %w", path, err)
+	}
+	if stride <= 0 {
+		stride = 1
+	}
+	var out []*ecdsakeygen.LocalPreParams
+	for i := offset; i < len(all); i += stride {
+		if all[i] == nil || !all[i].ValidateWithProof() {
+			return nil, fmt.Errorf("enclave: pre-params fixture %s: set %d invalid", path, i)
+		}
+		out = append(out, all[i])
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("enclave: pre-params fixture %s has no set at offset %d", path, offset)
+	}
+	return out, nil
+}

@@ -1,0 +1,152 @@
+// Package session runs one tss-lib protocol (keygen or signing) among
+// enclaves over authenticated, encrypted channels, supplying what tss-lib
+// leaves to its transport (tss-lib README "How to use this securely";
+// notes/tss-lib.md §3.1):
+//
+//   - a session id bound to the proposal (kind, key id, signer set, message,
+//     coordinator nonce) and a fresh nonce from every party, checked on every
+//     message — tss-lib's own SSID is identical across runs in v2.0.2;
+//   - sender identity from the channel signature, never from the payload;
+//   - duplicate messages dropped and conflicting ones (same sender, same
+//     message type, different content) fatal, because tss-lib silently keeps
+//     the last one it stores;
+//   - echo-checked broadcast: a broadcast reaches tss-lib only after every
+//     other party has echoed the same hash;
+//   - every tss-lib call behind recover(), the out channel drained by its own
+//     goroutine, and an inactivity timeout that names the parties still owed.
+package session
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"slices"
+
+	"github.com/sealsign/sealsign/enclave/api"
+)
+
+// Proposal describes one protocol run. The coordinator enclave signs it.
+// Version 1; append fields only.
+type Proposal struct {
+	Version     uint8    `cbor:"1,keyasint"`
+	Kind        string   `cbor:"2,keyasint"`
+	Algorithm   string   `cbor:"3,keyasint"`
+	KeyID       string   `cbor:"4,keyasint"`
+	Epoch       uint64   `cbor:"5,keyasint"`
+	Parties     []string `cbor:"6,keyasint"` // sorted, unique
+	Threshold   int      `cbor:"7,keyasint"`
+	Message     []byte   `cbor:"8,keyasint,omitempty"`
+	Coordinator string   `cbor:"9,keyasint"`
+	Nonce       []byte   `cbor:"10,keyasint"`
+	CreatedMS   int64    `cbor:"11,keyasint"`
+	Manifest    []byte   `cbor:"12,keyasint"` // manifest hash
+}
+
+// SignedProposal carries the proposal's exact encoded bytes and the
+// coordinator's signature over them.
+type SignedProposal struct {
+	Body      []byte `cbor:"1,keyasint"`
+	Signature []byte `cbor:"2,keyasint"`
+}
+
+// Domain labels for signatures and hashes.
+const (
+	DomainProposal = "sealsign/v1/proposal"
+	domainPID      = "sealsign/v1/proposal-id"
+	domainSID      = "sealsign/v1/session-id"
+)
+
+// Limits.
+const (
+	MaxMessageECDSA = 32
+	MaxMessageEdDSA = 64 << 10
+)
+
+// ID is the proposal id: SHA-256 over the encoded proposal.
+func ProposalID(body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(domainPID))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// ParseProposal decodes a signed proposal (not its signature; the caller
+// verifies that with the coordinator's identity) and checks its shape.
+func ParseProposal(raw []byte) (*SignedProposal, *Proposal, error) {
+	sp := new(SignedProposal)
+	if err := api.Unmarshal(raw, sp); err != nil {
+		return nil, nil, fmt.Errorf("session: malformed signed proposal: %v", err)
+	}
+	p := new(Proposal)
+	if err := api.Unmarshal(sp.Body, p); err != nil {
+		return nil, nil, fmt.Errorf("session: malformed proposal: %v", err)
+	}
+	if err := p.Check(); err != nil {
+		return nil, nil, err
+	}
+	return sp, p, nil
+}
+
+// Check validates the proposal's shape; parties apply their own rules on top.
+func (p *Proposal) Check() error {
+	if p.Version != 1 {
+		return fmt.Errorf("session: proposal version %d unsupported, want 1", p.Version)
+	}
+	switch p.Kind {
+	case api.KindKeygen, api.KindSign:
+	default:
+		return fmt.Errorf("session: unknown session kind %q", p.Kind)
+	}
+	switch p.Algorithm {
+	case api.AlgECDSASecp256k1:
+		if p.Kind == api.KindSign && len(p.Message) != MaxMessageECDSA {
+			return fmt.Errorf("session: ecdsa signing needs a 32-byte digest, got %d bytes", len(p.Message))
+		}
+	case api.AlgEdDSAEd25519:
+		if p.Kind == api.KindSign && (len(p.Message) == 0 || len(p.Message) > MaxMessageEdDSA) {
+			return fmt.Errorf("session: eddsa message is %d bytes, want 1 to %d", len(p.Message), MaxMessageEdDSA)
+		}
+	default:
+		return fmt.Errorf("session: unknown algorithm %q", p.Algorithm)
+	}
+	if p.Kind == api.KindKeygen && len(p.Message) != 0 {
+		return fmt.Errorf("session: keygen proposal carries a message")
+	}
+	if len(p.Nonce) != 32 {
+		return fmt.Errorf("session: proposal nonce is %d bytes, want 32", len(p.Nonce))
+	}
+	if len(p.Parties) < 2 || len(p.Parties) > 16 {
+		return fmt.Errorf("session: %d parties, want 2 to 16", len(p.Parties))
+	}
+	if !slices.IsSorted(p.Parties) || len(slices.Compact(slices.Clone(p.Parties))) != len(p.Parties) {
+		return fmt.Errorf("session: party list must be sorted and unique")
+	}
+	if !slices.Contains(p.Parties, p.Coordinator) {
+		return fmt.Errorf("session: coordinator %q is not a party", p.Coordinator)
+	}
+	if p.Threshold < 1 || (p.Kind == api.KindKeygen && p.Threshold >= len(p.Parties)) {
+		return fmt.Errorf("session: threshold %d invalid for %d parties", p.Threshold, len(p.Parties))
+	}
+	if p.Kind == api.KindSign && len(p.Parties) != p.Threshold+1 {
+		// Exactly t+1 signers: tss-lib stalls with more (bnb-chain/tss #34).
+		return fmt.Errorf("session: signing needs exactly %d signers, proposal names %d", p.Threshold+1, len(p.Parties))
+	}
+	if p.KeyID == "" || len(p.KeyID) > 64 {
+		return fmt.Errorf("session: key id empty or longer than 64 bytes")
+	}
+	return nil
+}
+
+// sessionID binds the proposal and every party's fresh nonce.
+func sessionID(pid []byte, parties []string, nonces map[string][]byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(domainSID))
+	h.Write([]byte{0})
+	h.Write(pid)
+	for _, p := range parties {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+		h.Write(nonces[p])
+	}
+	return h.Sum(nil)
+}
