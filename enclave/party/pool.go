@@ -22,6 +22,9 @@ type PoolConfig struct {
 	Goal int
 	// Concurrency for safe-prime generation (default: all CPUs).
 	Concurrency int
+	// NoRefill stops the generator once Goal sets have been made, so a demo
+	// or benchmark does not compete with background prime generation.
+	NoRefill bool
 	// InsecureFixture, when non-nil, supplies sets instead of generating
 	// them. Fixture sets are public (their Paillier factorisation is in the
 	// repository): only tests and dev clusters may use them.
@@ -55,6 +58,7 @@ type pool struct {
 	started bool
 	lastErr error
 	fixture int
+	made    int
 }
 
 func newPool(cfg PoolConfig, e *Enclave) *pool {
@@ -111,7 +115,7 @@ func (p *pool) start(me string) {
 func (p *pool) loop(me string) {
 	for {
 		p.mu.Lock()
-		need := len(p.ready) < p.cfg.Goal
+		need := len(p.ready) < p.cfg.Goal && !(p.cfg.NoRefill && p.made+len(p.ready) >= p.cfg.Goal)
 		p.mu.Unlock()
 		if !need {
 			<-p.wake
@@ -168,6 +172,9 @@ func (p *pool) fill(me string) error {
 	if err := p.e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: name, Blob: blob}}, nil); err != nil {
 		return fmt.Errorf("party: store pre-params: %w", err)
 	}
+	p.mu.Lock()
+	p.made++
+	p.mu.Unlock()
 	p.add(&preParamsEntry{name: name, pp: pp})
 	p.e.cfg.Log.Info("pre-params ready", "ms", time.Since(start).Milliseconds())
 	return nil

@@ -2,9 +2,9 @@ package party
 
 import (
 	"context"
-	"errors"
 	"encoding/hex"
-		"io"
+	"errors"
+	"io"
 	"slices"
 	"strings"
 	"time"

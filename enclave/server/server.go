@@ -34,9 +34,10 @@ type Options struct {
 	// DevCACert and DevCAKey select the dev NSM (dev parties only).
 	DevCACert, DevCAKey string
 	PreParamsGoal       int
+	PreParamsNoRefill   bool
 	// InsecurePreParamsFixture loads public pre-parameter sets instead of
 	// generating them (tests and dev demos only; see PoolConfig).
-	InsecurePreParamsFixture string
+	InsecurePreParamsFixture     string
 	FixtureStride, FixtureOffset int
 	Log                          *slog.Logger
 }
@@ -76,7 +77,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	pool := party.PoolConfig{Goal: o.PreParamsGoal}
+	pool := party.PoolConfig{Goal: o.PreParamsGoal, NoRefill: o.PreParamsNoRefill}
 	if o.InsecurePreParamsFixture != "" {
 		sets, err := loadFixture(o.InsecurePreParamsFixture, o.FixtureStride, o.FixtureOffset)
 		if err != nil {

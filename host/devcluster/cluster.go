@@ -1,0 +1,453 @@
+// Package devcluster runs a whole appliance on one machine: a dev CA, one
+// SoftHSM token per party, a manifest pinning the enclave binary's
+// measurement, and one sealsign-host (with its dev enclave) per party, each
+// a real process talking over real sockets.
+package devcluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sealsign/sealsign/attestation/devnsm"
+	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/hsm/pkcs11/softhsm"
+	"github.com/sealsign/sealsign/host/client"
+)
+
+// Options configure a dev cluster.
+type Options struct {
+	Dir       string
+	Parties   []string // default a, b, c
+	Threshold int      // default 1 (2-of-3)
+	// BinDir holds sealsign-host and sealsign-enclave (default: next to the
+	// running executable, then $PATH).
+	BinDir string
+	// PreParamsPool is each enclave's pool goal (default 1).
+	PreParamsPool     int
+	PreParamsNoRefill bool
+	// InsecurePreParamsFixture passes public pre-parameter sets to every
+	// enclave (tests only).
+	InsecurePreParamsFixture string
+	Progress                 io.Writer
+}
+
+// PartyState is one running party.
+type PartyState struct {
+	ID       string `json:"id"`
+	URL      string `json:"url"`
+	PID      int    `json:"pid"`
+	Log      string `json:"log"`
+	Store    string `json:"store"`
+	HSMURI   string `json:"hsm_uri"`
+	SoftHSM  string `json:"softhsm_conf"`
+	Listen   string `json:"listen"`
+	Enclave  string `json:"enclave"`
+	TokenLbl string `json:"token_label"`
+}
+
+// Cluster is the state file of a running dev cluster.
+type Cluster struct {
+	Dir      string       `json:"dir"`
+	Manifest string       `json:"manifest"`
+	Parties  []PartyState `json:"parties"`
+	opts     Options
+}
+
+const stateFile = "cluster.json"
+
+func (o *Options) defaults() error {
+	if o.Dir == "" {
+		return errors.New("devcluster: no directory")
+	}
+	if len(o.Parties) == 0 {
+		o.Parties = []string{"a", "b", "c"}
+	}
+	if o.Threshold == 0 {
+		o.Threshold = 1
+	}
+	if o.PreParamsPool == 0 {
+		o.PreParamsPool = 1
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.BinDir == "" {
+		exe, err := os.Executable()
+		if err == nil {
+			dir := filepath.Dir(exe)
+			if _, err := os.Stat(filepath.Join(dir, "sealsign-host")); err == nil {
+				o.BinDir = dir
+			}
+		}
+		if o.BinDir == "" {
+			if p, err := exec.LookPath("sealsign-host"); err == nil {
+				o.BinDir = filepath.Dir(p)
+			}
+		}
+		if o.BinDir == "" {
+			return errors.New("devcluster: sealsign-host not found next to this binary or on $PATH (run 'make build', or pass --bin-dir)")
+		}
+	}
+	for _, b := range []string{"sealsign-host", "sealsign-enclave"} {
+		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
+			return fmt.Errorf("devcluster: %s missing in %s (run 'make build')", b, o.BinDir)
+		}
+	}
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	o.Dir = abs
+	return nil
+}
+
+// Up creates what is missing in o.Dir (CA, tokens, PINs, manifest) and
+// starts every party, waiting until each answers its health check. Existing
+// tokens and stores are reused, so Up after Down restarts from sealed state.
+func Up(ctx context.Context, o Options) (*Cluster, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	if c, err := Load(o.Dir); err == nil && c.anyRunning() {
+		return nil, fmt.Errorf("devcluster: a cluster is already running in %s (sealsign dev down --dir %s)", o.Dir, o.Dir)
+	}
+	caCert, caKey := filepath.Join(o.Dir, "ca", "root.pem"), filepath.Join(o.Dir, "ca", "root.key")
+	if _, err := os.Stat(caKey); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(o.Progress, "  creating dev NSM root CA (P-384)")
+		if err := os.MkdirAll(filepath.Dir(caCert), 0o700); err != nil {
+			return nil, err
+		}
+		ca, err := devnsm.NewCA(rand.Reader, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := ca.WriteFiles(caCert, caKey); err != nil {
+			return nil, err
+		}
+	}
+	rootPEM, err := os.ReadFile(caCert)
+	if err != nil {
+		return nil, err
+	}
+	enclaveBin := filepath.Join(o.BinDir, "sealsign-enclave")
+	pcr0, err := devnsm.MeasureFile(enclaveBin)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: o.Dir, Manifest: filepath.Join(o.Dir, "manifest.json"), opts: o}
+	m := api.Manifest{Version: 1, ClusterID: "dev-" + filepath.Base(o.Dir), Threshold: o.Threshold, DevRoots: []string{string(rootPEM)}}
+	for _, id := range o.Parties {
+		m.Parties = append(m.Parties, api.ManifestParty{ID: id, Kind: "dev", PCRs: map[string]string{"0": hex.EncodeToString(pcr0)}})
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(c.Manifest, mb, 0o644); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(len(o.Parties))
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range o.Parties {
+		ps, err := preparePartyDir(o, id, ports[i])
+		if err != nil {
+			return nil, err
+		}
+		c.Parties = append(c.Parties, ps)
+	}
+	fmt.Fprintf(o.Progress, "  manifest pins enclave pcr0 %x…\n", pcr0[:12])
+	for i := range c.Parties {
+		if err := c.start(i, caCert, caKey); err != nil {
+			c.Down()
+			return nil, err
+		}
+	}
+	if err := c.save(); err != nil {
+		c.Down()
+		return nil, err
+	}
+	for i := range c.Parties {
+		if err := c.waitHealthy(ctx, i); err != nil {
+			c.Down()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func preparePartyDir(o Options, id string, port int) (PartyState, error) {
+	dir := filepath.Join(o.Dir, "party-"+id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return PartyState{}, err
+	}
+	env, err := softhsm.Setup(dir)
+	if err != nil {
+		return PartyState{}, err
+	}
+	label := "sealsign-" + id
+	pinFile := filepath.Join(dir, "user.pin")
+	if _, err := os.Stat(pinFile); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(o.Progress, "  initialising SoftHSM token %q\n", label)
+		pin, so := randomPIN(), randomPIN()
+		if err := env.InitToken(label, so, pin); err != nil {
+			return PartyState{}, err
+		}
+		if err := writeFileAtomic(pinFile, []byte(pin+"\n"), 0o600); err != nil {
+			return PartyState{}, err
+		}
+	}
+	return PartyState{
+		ID:       id,
+		Listen:   fmt.Sprintf("127.0.0.1:%d", port),
+		URL:      fmt.Sprintf("http://127.0.0.1:%d", port),
+		Log:      filepath.Join(dir, "host.log"),
+		Store:    filepath.Join(dir, "store.db"),
+		HSMURI:   env.URI(label, pinFile),
+		SoftHSM:  env.ConfPath,
+		Enclave:  "unix:" + filepath.Join(dir, "enclave.sock"),
+		TokenLbl: label,
+	}, nil
+}
+
+func randomPIN() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (c *Cluster) start(i int, caCert, caKey string) error {
+	p := &c.Parties[i]
+	args := []string{
+		"--party", p.ID, "--manifest", c.Manifest, "--store", p.Store, "--listen", p.Listen,
+		"--enclave", p.Enclave, "--launch-enclave", filepath.Join(c.opts.BinDir, "sealsign-enclave"),
+		"--enclave-env", "SOFTHSM2_CONF=" + p.SoftHSM,
+	}
+	for _, q := range c.Parties {
+		if q.ID != p.ID {
+			args = append(args, "--peer", q.ID+"="+q.URL)
+		}
+	}
+	eargs := []string{"--hsm", p.HSMURI, "--dev-ca-cert", caCert, "--dev-ca-key", caKey,
+		"--preparams-pool", fmt.Sprint(c.opts.PreParamsPool)}
+	if c.opts.PreParamsNoRefill {
+		eargs = append(eargs, "--preparams-no-refill")
+	}
+	if c.opts.InsecurePreParamsFixture != "" {
+		eargs = append(eargs, "--insecure-preparams-fixture", c.opts.InsecurePreParamsFixture,
+			"--fixture-stride", fmt.Sprint(len(c.Parties)), "--fixture-offset", fmt.Sprint(i))
+	}
+	for _, a := range eargs {
+		args = append(args, "--enclave-arg", a)
+	}
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(c.opts.BinDir, "sealsign-host"), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: the host and its enclave outlive this command and
+	// are stopped together by Down.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("devcluster: start host %s: %w", p.ID, err)
+	}
+	p.PID = cmd.Process.Pid
+	go cmd.Wait() // reap if it exits while we run
+	return nil
+}
+
+func (c *Cluster) waitHealthy(ctx context.Context, i int) error {
+	p := c.Parties[i]
+	cl := client.New(p.URL)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		h, err := cl.Health(hctx)
+		cancel()
+		if err == nil && h.Status == "ok" {
+			return nil
+		}
+		if !alive(p.PID) {
+			return fmt.Errorf("devcluster: party %s failed to start:\n%s", p.ID, tail(p.Log, 15))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("devcluster: party %s not healthy after 90s (last error: %v); log:\n%s", p.ID, err, tail(p.Log, 15))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Load reads the state of a cluster started in dir.
+func Load(dir string) (*Cluster, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("devcluster: no cluster in %s: %w", dir, err)
+	}
+	c := new(Cluster)
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("devcluster: %s: %w", stateFile, err)
+	}
+	return c, nil
+}
+
+func (c *Cluster) save() error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(c.Dir, stateFile), b, 0o600)
+}
+
+// Party returns a party's state.
+func (c *Cluster) Party(id string) (PartyState, bool) {
+	for _, p := range c.Parties {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return PartyState{}, false
+}
+
+// Client returns an API client for a party.
+func (c *Cluster) Client(id string) *client.Client {
+	p, _ := c.Party(id)
+	return client.New(p.URL)
+}
+
+func (c *Cluster) anyRunning() bool {
+	for _, p := range c.Parties {
+		if alive(p.PID) {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop stops one party (its host and enclave).
+func (c *Cluster) Stop(id string) error {
+	for i := range c.Parties {
+		if c.Parties[i].ID == id {
+			stopGroup(c.Parties[i].PID)
+			c.Parties[i].PID = 0
+			return c.save()
+		}
+	}
+	return fmt.Errorf("devcluster: no party %q", id)
+}
+
+// Down stops every party.
+func (c *Cluster) Down() error {
+	for i := range c.Parties {
+		stopGroup(c.Parties[i].PID)
+		c.Parties[i].PID = 0
+	}
+	if _, err := os.Stat(filepath.Join(c.Dir, stateFile)); err == nil {
+		return c.save()
+	}
+	return nil
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	// A zombie (exited, not yet reaped by its parent) counts as gone.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+			return false
+		}
+	}
+	return true
+}
+
+// stopGroup sends SIGTERM to the process group and waits up to 10 s, then kills it.
+func stopGroup(pid int) {
+	if pid <= 0 || !alive(pid) {
+		return
+	}
+	syscall.Kill(-pid, syscall.SIGTERM)
+	for i := 0; i < 100 && alive(pid); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if alive(pid) {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func tail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return "    " + strings.Join(ls, "\n    ")
+}
+
+// writeFileAtomic writes via a temp file, fsync and rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
