@@ -22,8 +22,8 @@ import (
 
 	"github.com/sealsign/sealsign/attestation/devnsm"
 	"github.com/sealsign/sealsign/enclave/api"
-	"github.com/sealsign/sealsign/hsm/pkcs11/softhsm"
 	"github.com/sealsign/sealsign/host/client"
+	"github.com/sealsign/sealsign/hsm/pkcs11/softhsm"
 )
 
 // Options configure a dev cluster.
