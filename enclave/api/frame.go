@@ -108,6 +108,7 @@ const (
 	CodeNotFound      = "not_found"
 	CodeUnavailable   = "unavailable"
 	CodeRejected      = "rejected" // a peer message failed authentication, replay or consistency checks
+	CodeStale         = "stale"    // a peer message for a session that has already ended here
 	CodeSession       = "session_failed"
 	CodeSealing       = "sealing"
 	CodeAttestation   = "attestation"

@@ -73,7 +73,9 @@ type Enclave struct {
 	shareErrs    map[string]string
 	sessions     map[string]*session.Session // proposal id → session
 	seen         map[string]time.Time        // proposal ids ever run (replay)
+	finished     map[string]time.Time        // proposal ids whose session has ended
 	parked       map[string][]*channel.Envelope
+	parkedAt     map[string]time.Time
 	restored     bool
 	pool         *pool
 }
@@ -103,7 +105,9 @@ func New(cfg Config) *Enclave {
 		shareErrs: map[string]string{},
 		sessions:  map[string]*session.Session{},
 		seen:      map[string]time.Time{},
+		finished:  map[string]time.Time{},
 		parked:    map[string][]*channel.Envelope{},
+		parkedAt:  map[string]time.Time{},
 	}
 	e.pool = newPool(cfg.PreParams, e)
 	return e

@@ -184,6 +184,13 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	}
 	e.seen[string(pid)] = now
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.sessions, string(pid))
+		delete(e.parked, string(pid))
+		e.finished[string(pid)] = e.cfg.Clock()
+		e.mu.Unlock()
+	}()
 
 	if p.Kind == api.KindKeygen && p.Algorithm == api.AlgECDSASecp256k1 {
 		// Paillier pre-parameters come from the background pool; they are
@@ -223,11 +230,6 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	parked := e.parked[string(pid)]
 	delete(e.parked, string(pid))
 	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.sessions, string(pid))
-		e.mu.Unlock()
-	}()
 	for _, env := range parked {
 		if err := s.Deliver(env); err != nil {
 			e.cfg.Log.Warn("parked envelope rejected", "from", env.Header.From, "err", err)
@@ -331,7 +333,7 @@ func (e *Enclave) deliver(_ context.Context, req *api.DeliverRequest) (any, erro
 	pid := string(env.Header.ProposalID)
 	e.mu.Lock()
 	s, ok := e.sessions[pid]
-	_, ran := e.seen[pid]
+	_, finished := e.finished[pid]
 	e.mu.Unlock()
 	if ok {
 		if err := s.Deliver(env); err != nil {
@@ -339,18 +341,43 @@ func (e *Enclave) deliver(_ context.Context, req *api.DeliverRequest) (any, erro
 		}
 		return nil, nil
 	}
-	if ran {
-		return nil, api.Errorf(api.CodeRejected, "party: envelope from %q for proposal %x, which has finished (late or replayed)", env.Header.From, env.Header.ProposalID[:8])
+	if finished {
+		return nil, api.Errorf(api.CodeStale, "party: envelope from %q for proposal %x, which has finished here (late or replayed)", env.Header.From, env.Header.ProposalID[:8])
 	}
-	// The sender may be ahead of our host's run call: authenticate, then park.
+	// The sender may be ahead of our host's run call, or our session may be
+	// starting (taking pre-parameters): authenticate, then park.
 	if _, err := e.keysOpenCheck(peer, env); err != nil {
 		return nil, deliverError(err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Re-check under the lock: the session may have been registered (and
+	// its parked envelopes drained) while we authenticated.
+	if s, ok := e.sessions[pid]; ok {
+		go func() {
+			if err := s.Deliver(env); err != nil {
+				e.cfg.Log.Warn("envelope rejected", "from", env.Header.From, "err", err)
+			}
+		}()
+		return nil, nil
+	}
+	if _, finished := e.finished[pid]; finished {
+		return nil, api.Errorf(api.CodeStale, "party: envelope from %q for proposal %x, which has finished here", env.Header.From, env.Header.ProposalID[:8])
+	}
+	// Envelopes for sessions that never start here expire.
+	now := e.cfg.Clock()
+	for p, at := range e.parkedAt {
+		if now.Sub(at) > e.cfg.ProposalMaxAge {
+			delete(e.parked, p)
+			delete(e.parkedAt, p)
+		}
+	}
 	total := 0
 	for _, l := range e.parked {
 		total += len(l)
+	}
+	if _, ok := e.parkedAt[pid]; !ok {
+		e.parkedAt[pid] = now
 	}
 	if total >= maxParked {
 		return nil, api.Errorf(api.CodeUnavailable, "party: %d envelopes already parked for sessions not started here", total)

@@ -52,6 +52,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusNotFound
 	case api.CodeRejected, api.CodeAttestation:
 		status = http.StatusForbidden
+	case api.CodeStale:
+		status = http.StatusConflict
 	case api.CodeUnavailable:
 		status = http.StatusServiceUnavailable
 	case api.CodeSession, api.CodeSealing:

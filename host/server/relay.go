@@ -2,9 +2,11 @@ package server
 
 import (
 	"bytes"
+
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sealsign/sealsign/enclave/api"
 	"io"
 	"net/http"
 	"sync"
@@ -51,6 +53,11 @@ func (r *relay) worker(to string, q <-chan []byte) {
 			time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
 		}
 		if err != nil {
+			if pe, ok := err.(*peerError); ok && pe.code == api.CodeStale {
+				// Normal: e.g. an echo reaching a party that already finished.
+				r.s.cfg.Log.Debug("relay: peer session already ended", "to", to, "err", err)
+				continue
+			}
 			r.s.cfg.Log.Warn("relay failed", "to", to, "err", err)
 		}
 	}
@@ -70,6 +77,7 @@ type deliverBody struct {
 type peerError struct {
 	peer   string
 	status int
+	code   string
 	msg    string
 }
 
@@ -111,7 +119,7 @@ func (s *Server) peerCall(ctx context.Context, peer, path string, body, out any)
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return &peerError{peer: peer, status: resp.StatusCode, msg: msg}
+		return &peerError{peer: peer, status: resp.StatusCode, code: e.Code, msg: msg}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
