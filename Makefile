@@ -52,8 +52,11 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## eif: build the sealsign enclave image from the AWS boot blobs and print its PCRs
+# The image holds a static, reproducible enclave binary (no cgo: inside Nitro
+# the HSM is reached through the host, not a local PKCS#11 module).
 eif: build
-	$(BIN)/sealsign eif build-enclave --enclave-binary $(BIN)/sealsign-enclave -o $(BIN)/sealsign-enclave.eif
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags=-buildid= -o $(BIN)/eif/sealsign-enclave ./cmd/sealsign-enclave
+	$(BIN)/sealsign eif build-enclave --enclave-binary $(BIN)/eif/sealsign-enclave -o $(BIN)/sealsign.eif
 
 clean:
 	rm -rf $(BIN) .sealsign-dev

@@ -26,6 +26,7 @@ func main() {
 	fs.StringVar(&o.DevCACert, "dev-ca-cert", "", "dev NSM root certificate (PEM); dev parties only")
 	fs.StringVar(&o.DevCAKey, "dev-ca-key", "", "dev NSM root key (PEM); dev parties only")
 	fs.IntVar(&o.PreParamsGoal, "preparams-pool", 2, "Paillier pre-parameter sets to keep ready")
+	fs.BoolVar(&o.PreParamsNoRefill, "preparams-no-refill", false, "stop generating once the pool has been filled once (demos, benchmarks)")
 	fs.StringVar(&o.InsecurePreParamsFixture, "insecure-preparams-fixture", "", "use PUBLIC pre-parameter sets from this JSON file (tests and demos only)")
 	fs.IntVar(&o.FixtureStride, "fixture-stride", 1, "with the fixture: take every Nth set")
 	fs.IntVar(&o.FixtureOffset, "fixture-offset", 0, "with the fixture: start at this set")

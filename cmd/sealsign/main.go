@@ -21,7 +21,7 @@ Commands:
   dev up|down|status   keep a local three-party appliance running
   key create|get|list  manage keys on a running appliance
   sign                 sign a digest or message with a key
-  eif describe|pcrs|build|sign
+  eif describe|pcrs|build|sign|build-enclave
                        build, inspect and measure enclave image files
 
 Run "sealsign <command> -h" for the flags of one command.
