@@ -34,8 +34,10 @@ type Options struct {
 	// BinDir holds sealsign-host and sealsign-enclave (default: next to the
 	// running executable, then $PATH).
 	BinDir string
-	// PreParamsPool is each enclave's pool goal (default 1).
+	// PreParamsPool is each enclave's pool goal (default 1); NoPreParams
+	// disables the pool (no ECDSA keygen; nothing generated in the background).
 	PreParamsPool     int
+	NoPreParams       bool
 	PreParamsNoRefill bool
 	// InsecurePreParamsFixture passes public pre-parameter sets to every
 	// enclave (tests only).
@@ -244,8 +246,12 @@ func (c *Cluster) start(i int, caCert, caKey string) error {
 			args = append(args, "--peer", q.ID+"="+q.URL)
 		}
 	}
+	pool := c.opts.PreParamsPool
+	if c.opts.NoPreParams {
+		pool = 0
+	}
 	eargs := []string{"--hsm", p.HSMURI, "--dev-ca-cert", caCert, "--dev-ca-key", caKey,
-		"--preparams-pool", fmt.Sprint(c.opts.PreParamsPool)}
+		"--preparams-pool", fmt.Sprint(pool)}
 	if c.opts.PreParamsNoRefill {
 		eargs = append(eargs, "--preparams-no-refill")
 	}

@@ -160,8 +160,12 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 		if err := c.Down(); err != nil {
 			return err
 		}
+		// The demo makes no more ECDSA keys: keep the enclaves from
+		// regenerating pre-parameters in the background while they sign.
+		again := o.Options
+		again.NoPreParams = true
 		var err error
-		c, err = Up(ctx, o.Options)
+		c, err = Up(ctx, again)
 		if err != nil {
 			return err
 		}
