@@ -7,7 +7,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 FIXTURE := $(CURDIR)/test/testdata/preparams.json
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all deps build demo test test-race test-slow bench lint eif clean
 

@@ -57,14 +57,6 @@ func mustTime(s string) time.Time {
 	return t
 }
 
-func unhex(s string) []byte {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
 // otherRoot is a P-384 root that signed none of the fixtures.
 func otherRoot(t testing.TB) *x509.Certificate {
 	t.Helper()

@@ -168,11 +168,11 @@ func init() {
 }
 
 func toWire(b Binding) wireBinding {
-	return wireBinding{PartyID: b.PartyID, KeyID: b.KeyID, Epoch: b.Epoch, Kind: b.Kind}
+	return wireBinding(b)
 }
 
 func fromWire(w wireBinding) Binding {
-	return Binding{PartyID: w.PartyID, KeyID: w.KeyID, Epoch: w.Epoch, Kind: w.Kind}
+	return Binding(w)
 }
 
 func validateBinding(b Binding) error {

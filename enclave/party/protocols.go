@@ -28,13 +28,6 @@ type protocol struct {
 	build      session.Build
 }
 
-func curveOf(alg string) elliptic.Curve {
-	if alg == api.AlgEdDSAEd25519 {
-		return tss.Edwards()
-	}
-	return tss.S256()
-}
-
 // forward turns a typed end channel into the runner's result channel; it
 // exits when the session is done so no goroutine outlives it.
 func forward[T any](end <-chan T, done <-chan struct{}) <-chan any {
