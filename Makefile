@@ -41,9 +41,10 @@ test: build
 test-slow: build
 	$(BIN)/sealsign demo --json
 
-## bench: raw tss-lib vs appliance signing latency (p50/p95) and the overhead ratio
+## bench: raw tss-lib vs appliance signing latency (p50/p95) and the overhead ratio; EIF measuring MB/s vs sha384sum
 bench: build
 	SEALSIGN_BIN=$(BIN) SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+	$(GO) test -run '^$$' -bench 'Measure|SHA384' ./eif/
 
 ## lint: gofmt, go vet, staticcheck
 lint:
