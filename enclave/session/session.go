@@ -73,12 +73,14 @@ type inner struct {
 	Wire      []byte `cbor:"5,keyasint,omitempty"`
 	Origin    string `cbor:"6,keyasint,omitempty"` // echo: who broadcast
 	Hash      []byte `cbor:"7,keyasint,omitempty"` // echo: hash of what was received
+	Reason    string `cbor:"8,keyasint,omitempty"` // abort
 }
 
 const (
 	kindHello = 1
 	kindTSS   = 2
 	kindEcho  = 3
+	kindAbort = 4
 )
 
 // Errors callers can test for.
@@ -88,7 +90,11 @@ var (
 	ErrTimeout   = errors.New("session: timed out")
 	ErrFinished  = errors.New("session: already finished")
 	ErrInbox     = errors.New("session: inbox full")
+	ErrAborted   = errors.New("session: aborted by a peer")
 )
+
+// maxReason bounds an abort reason carried to peers.
+const maxReason = 512
 
 // inboxSize bounds buffered inbound messages; a whole 16-party keygen with
 // echoes stays far below it.
@@ -197,6 +203,18 @@ func (s *Session) Run(ctx context.Context) (result any, err error) {
 			close(r.stop)
 			<-r.stopped
 		}
+		if err != nil && !errors.Is(err, ErrAborted) {
+			// Tell the others now rather than let them wait for their
+			// inactivity timeout. Best effort: they may be gone.
+			reason := err.Error()
+			if len(reason) > maxReason {
+				reason = reason[:maxReason]
+			}
+			for _, p := range r.others {
+				msg := &inner{Kind: kindAbort, Reason: fmt.Sprintf("party %q: %s", r.cfg.Me, reason)}
+				r.out.push(func() error { return r.sendTo(p, r.sid, msg) })
+			}
+		}
 		if ferr := r.out.finish(flushTimeout); ferr != nil && err == nil {
 			result, err = nil, ferr
 		}
@@ -254,6 +272,13 @@ func (r *runner) handle(in inbound) (bool, error) {
 	}
 	r.seen[key] = h
 
+	if in.msg.Kind == kindAbort {
+		reason := in.msg.Reason
+		if len(reason) > maxReason {
+			reason = reason[:maxReason]
+		}
+		return false, fmt.Errorf("%w: %q aborted: %s", ErrAborted, from, reason)
+	}
 	if in.msg.Kind == kindHello {
 		if len(in.hdr.SessionID) != 0 || len(in.msg.Nonce) != 32 {
 			return false, fmt.Errorf("session: malformed hello from %q", from)
@@ -281,6 +306,8 @@ func dedupeKey(from string, m *inner) (string, error) {
 		return fmt.Sprintf("%s|tss|%s|%t", from, m.Type, m.Broadcast), nil
 	case kindEcho:
 		return fmt.Sprintf("%s|echo|%s|%s", from, m.Origin, m.Type), nil
+	case kindAbort:
+		return from + "|abort", nil
 	}
 	return "", fmt.Errorf("session: message kind %d from %q unknown", m.Kind, from)
 }

@@ -293,6 +293,35 @@ func TestHostileRelay(t *testing.T) {
 		}
 	})
 
+	t.Run("an aborting party tells the others at once", func(t *testing.T) {
+		p, pid := newProposal(api.KindSign, api.AlgEdDSAEd25519, signers, msg)
+		var once sync.Once
+		n := &relay{}
+		n.tamper = func(from, to string, env []byte) [][]byte {
+			if from != "a" || to != "b" {
+				return [][]byte{env}
+			}
+			// A forged second hello from a makes b abort with a conflict;
+			// a must then hear about it long before its 20 s timeout.
+			var extra [][]byte
+			once.Do(func() {
+				pb, _ := channel.NewPeer(ms[1].keys.Public())
+				pt, _ := api.Marshal(&inner{Kind: kindHello, Nonce: bytes.Repeat([]byte{9}, 32)})
+				forged, _ := ms[0].keys.Seal(pb, channel.Header{ProposalID: pid, Seq: 99}, pt)
+				extra = append(extra, forged)
+			})
+			return append([][]byte{env}, extra...)
+		}
+		start := time.Now()
+		out := runAll(t, n, ms[:2], p, pid, 20*time.Second, eddsaSign(keys, msg))
+		if err := out["a"].err; !errors.Is(err, ErrAborted) || !strings.Contains(err.Error(), `"b" aborted`) || !strings.Contains(err.Error(), "conflicting") {
+			t.Fatalf("a's error = %v, want b's abort with its reason", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("a learned of the abort after %s; want well before its 20 s timeout", d)
+		}
+	})
+
 	t.Run("dropped messages time out naming the silent party", func(t *testing.T) {
 		p, pid := newProposal(api.KindSign, api.AlgEdDSAEd25519, signers, msg)
 		n := &relay{tamper: func(from, _ string, env []byte) [][]byte {
