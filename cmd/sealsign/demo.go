@@ -76,9 +76,10 @@ Summary
                           signature  %s
   signing after a full restart from sealed shares: %s
   signing with party c stopped (2 of 3):            %s
+  party c restarted with a different binary:        %s
   keygen ECDSA %s, EdDSA %s; sign ECDSA %s, EdDSA %s; total %s
 `, res.ECDSA.PublicKey, res.ECDSA.Signature, res.ECDSA.RecoveryID, res.ECDSA.Digest,
-		res.EdDSA.PublicKey, res.EdDSA.Signature, ok(res.RestartSignatureOK), ok(res.TwoOfThreeOK),
+		res.EdDSA.PublicKey, res.EdDSA.Signature, ok(res.RestartSignatureOK), ok(res.TwoOfThreeOK), refused(res.ChangedMeasurementRefused),
 		ms(res.TimingsMS["keygen_ecdsa"]), ms(res.TimingsMS["keygen_eddsa"]), ms(res.TimingsMS["sign_ecdsa"]), ms(res.TimingsMS["sign_eddsa"]), ms(res.TimingsMS["total"]))
 	return 0
 }
@@ -88,6 +89,13 @@ func ok(b bool) string {
 		return "ok, verified"
 	}
 	return "FAILED"
+}
+
+func refused(b bool) string {
+	if b {
+		return "refused by its peers (pcr0 mismatch)"
+	}
+	return "NOT REFUSED"
 }
 
 func ms(v int64) string { return (time.Duration(v) * time.Millisecond).String() }

@@ -151,6 +151,17 @@ type StatusResponse struct {
 	Keys           []string `cbor:"5,keyasint" json:"keys"`
 	Sessions       int      `cbor:"6,keyasint" json:"sessions"`
 	Measurement    []byte   `cbor:"7,keyasint" json:"measurement"`
+	// Peers are the peers whose attestation this enclave has verified, with
+	// the measurement it verified.
+	Peers []PeerStatus `cbor:"8,keyasint" json:"verified_peers"`
+}
+
+// PeerStatus is one verified peer.
+type PeerStatus struct {
+	PartyID    string `cbor:"1,keyasint" json:"party_id"`
+	PCR0       []byte `cbor:"2,keyasint" json:"pcr0"`
+	ModuleID   string `cbor:"3,keyasint" json:"module_id"`
+	VerifiedAt int64  `cbor:"4,keyasint" json:"verified_at_unix_ms"`
 }
 
 // EnvelopeHeader routes an envelope. It is authenticated but not encrypted.

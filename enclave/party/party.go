@@ -69,6 +69,7 @@ type Enclave struct {
 	identityAt   time.Time
 	peers        map[string]*channel.Peer
 	peerDocs     map[string][]byte // party → hash of the doc its keys came from
+	peerStatus   map[string]api.PeerStatus
 	shares       map[string]*loadedKey
 	shareErrs    map[string]string
 	sessions     map[string]*session.Session // proposal id → session
@@ -98,16 +99,17 @@ func New(cfg Config) *Enclave {
 		cfg.ProposalMaxAge = 2 * time.Minute
 	}
 	e := &Enclave{
-		cfg:       cfg,
-		peers:     map[string]*channel.Peer{},
-		peerDocs:  map[string][]byte{},
-		shares:    map[string]*loadedKey{},
-		shareErrs: map[string]string{},
-		sessions:  map[string]*session.Session{},
-		seen:      map[string]time.Time{},
-		finished:  map[string]time.Time{},
-		parked:    map[string][]*channel.Envelope{},
-		parkedAt:  map[string]time.Time{},
+		cfg:        cfg,
+		peers:      map[string]*channel.Peer{},
+		peerDocs:   map[string][]byte{},
+		peerStatus: map[string]api.PeerStatus{},
+		shares:     map[string]*loadedKey{},
+		shareErrs:  map[string]string{},
+		sessions:   map[string]*session.Session{},
+		seen:       map[string]time.Time{},
+		finished:   map[string]time.Time{},
+		parked:     map[string][]*channel.Envelope{},
+		parkedAt:   map[string]time.Time{},
 	}
 	e.pool = newPool(cfg.PreParams, e)
 	return e
@@ -165,7 +167,9 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not a party of cluster %q (parties: %s)", req.PartyID, m.ClusterID, strings.Join(m.PartyIDs(), ", "))
 	}
 	if want, ok := self.PinnedPCRs()[0]; ok && !bytes.Equal(want, e.cfg.Measurement) {
-		return nil, api.Errorf(api.CodeAttestation, "party: this enclave measures pcr0 %x but the manifest pins %x for party %q: peers would refuse it", e.cfg.Measurement, want, req.PartyID)
+		// Peers are the judges of our measurement; say it here too.
+		e.cfg.Log.Warn("this enclave's measurement differs from the manifest: peers will refuse it",
+			"party", req.PartyID, "pcr0", fmt.Sprintf("%x", e.cfg.Measurement), "manifest_pcr0", fmt.Sprintf("%x", want))
 	}
 	hash, err := m.Hash()
 	if err != nil {
@@ -287,6 +291,9 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 		UserData: mh,
 	})
 	if err != nil {
+		// Whatever we knew of this peer is from an earlier boot: forget it
+		// (fail closed) until it presents a document that verifies.
+		e.forgetPeer(req.PartyID)
 		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: %v", req.PartyID, err)
 	}
 	var id api.Identity
@@ -303,9 +310,18 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 	e.mu.Lock()
 	e.peers[req.PartyID] = peer
 	e.peerDocs[req.PartyID] = docHash(req.Document)
+	e.peerStatus[req.PartyID] = api.PeerStatus{PartyID: req.PartyID, PCR0: doc.PCRs[0], ModuleID: doc.ModuleID, VerifiedAt: e.cfg.Clock().UnixMilli()}
 	e.mu.Unlock()
 	e.cfg.Log.Info("peer verified", "peer", req.PartyID, "module", doc.ModuleID)
 	return nil, nil
+}
+
+func (e *Enclave) forgetPeer(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.peers, id)
+	delete(e.peerDocs, id)
+	delete(e.peerStatus, id)
 }
 
 func (e *Enclave) status() *api.StatusResponse {
@@ -317,6 +333,11 @@ func (e *Enclave) status() *api.StatusResponse {
 	}
 	sort.Strings(keys)
 	ready, goal := e.pool.counts()
+	peers := make([]api.PeerStatus, 0, len(e.peerStatus))
+	for _, p := range e.peerStatus {
+		peers = append(peers, p)
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].PartyID < peers[j].PartyID })
 	return &api.StatusResponse{
 		PartyID:        e.partyID,
 		Initialised:    e.keys != nil,
@@ -325,6 +346,7 @@ func (e *Enclave) status() *api.StatusResponse {
 		Keys:           keys,
 		Sessions:       len(e.sessions),
 		Measurement:    e.cfg.Measurement,
+		Peers:          peers,
 	}
 }
 

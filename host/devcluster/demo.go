@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,9 +32,13 @@ type DemoResult struct {
 		Message   string `json:"message"`
 		Signature string `json:"signature"`
 	} `json:"eddsa"`
-	RestartSignatureOK bool             `json:"restart_signature_ok"`
-	TwoOfThreeOK       bool             `json:"two_of_three_ok"`
-	TimingsMS          map[string]int64 `json:"timings_ms"`
+	RestartSignatureOK bool `json:"restart_signature_ok"`
+	TwoOfThreeOK       bool `json:"two_of_three_ok"`
+	// ChangedMeasurementRefused: party c restarted with a different enclave
+	// binary was refused by its peers, naming the PCR.
+	ChangedMeasurementRefused bool             `json:"changed_measurement_refused"`
+	RefusalMessage            string           `json:"refusal_message,omitempty"`
+	TimingsMS                 map[string]int64 `json:"timings_ms"`
 }
 
 // DemoOptions configure RunDemo.
@@ -105,6 +110,9 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 		}
 		return err
 	}); err != nil {
+		return nil, err
+	}
+	if err := c.showMeasurements(ctx, out); err != nil {
 		return nil, err
 	}
 	if err := step("keygen_eddsa", "distributed key generation: 2-of-3 EdDSA Ed25519", func() error {
@@ -196,7 +204,57 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 		return nil, err
 	}
 	res.TwoOfThreeOK = true
+
+	if err := step("rogue_c", "restarting party c with a different enclave binary (an unapproved build)", func() error {
+		rogue, err := rogueBinary(o.Dir, c.opts.BinDir)
+		if err != nil {
+			return err
+		}
+		if err := c.Restart(ctx, "c", rogue); err != nil {
+			return err
+		}
+		_, err = a.SignDigest(ctx, ecKey.ID, digest[:], "a", "c")
+		if err == nil {
+			return fmt.Errorf("party a signed together with a party whose measurement changed")
+		}
+		if !strings.Contains(err.Error(), "pcr0") {
+			return fmt.Errorf("refusal does not name the PCR: %v", err)
+		}
+		res.ChangedMeasurementRefused, res.RefusalMessage = true, err.Error()
+		fmt.Fprintf(out, "  refused: %s\n", err)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// rogueBinary copies the enclave binary with extra trailing bytes: it runs
+// the same, but measures differently.
+func rogueBinary(dir, binDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(binDir, "sealsign-enclave"))
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "rogue-sealsign-enclave")
+	return path, os.WriteFile(path, append(b, []byte("\x00unapproved build")...), 0o700)
+}
+
+// showMeasurements prints, for each party, its own measurement and the
+// peers' measurements it has verified.
+func (c *Cluster) showMeasurements(ctx context.Context, out io.Writer) error {
+	for _, p := range c.Parties {
+		h, err := c.Client(p.ID).Health(ctx)
+		if err != nil {
+			return err
+		}
+		var peers []string
+		for _, v := range h.Enclave.Peers {
+			peers = append(peers, fmt.Sprintf("%s pcr0 %x…", v.PartyID, v.PCR0[:8]))
+		}
+		fmt.Fprintf(out, "  party %s runs pcr0 %x…; verified attestations of: %s\n", p.ID, h.Enclave.Measurement[:8], strings.Join(peers, ", "))
+	}
+	return nil
 }
 
 func who(signers []string) string {
