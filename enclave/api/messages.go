@@ -162,6 +162,7 @@ type PeerStatus struct {
 	PCR0       []byte `cbor:"2,keyasint" json:"pcr0"`
 	ModuleID   string `cbor:"3,keyasint" json:"module_id"`
 	VerifiedAt int64  `cbor:"4,keyasint" json:"verified_at_unix_ms"`
+	DocTime    int64  `cbor:"5,keyasint" json:"document_time_unix_ms"`
 }
 
 // EnvelopeHeader routes an envelope. It is authenticated but not encrypted.

@@ -222,8 +222,13 @@ func (e *Enclave) ready() (string, *channel.Keys, error) {
 	return e.partyID, e.keys, nil
 }
 
-// identityRefresh bounds the age of the cached channel attestation.
-const identityRefresh = time.Hour
+// identityRefresh bounds the age of the cached channel attestation we hand
+// out; maxDocAge bounds the age of a peer's document we accept (live check:
+// an older document is a replay, or a peer that stopped refreshing).
+const (
+	identityRefresh = time.Hour
+	maxDocAge       = 2 * identityRefresh
+)
 
 func (e *Enclave) attest(_ context.Context, req *api.AttestRequest) (*api.AttestResponse, error) {
 	_, keys, err := e.ready()
@@ -273,7 +278,9 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 	e.mu.Lock()
 	mp, ok := e.manifest.Party(req.PartyID)
 	roots, mh := e.devRoots, e.manifestHash
-	known := bytes.Equal(e.peerDocs[req.PartyID], docHash(req.Document))
+	now := e.cfg.Clock()
+	st := e.peerStatus[req.PartyID]
+	known := bytes.Equal(e.peerDocs[req.PartyID], docHash(req.Document)) && now.Sub(time.UnixMilli(st.DocTime)) < maxDocAge
 	e.mu.Unlock()
 	if !ok {
 		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not in the manifest", req.PartyID)
@@ -286,7 +293,8 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 	}
 	doc, err := attestation.Verify(req.Document, attestation.VerifyOptions{
 		Roots:    roots,
-		Time:     e.cfg.Clock(),
+		Time:     now,
+		MaxAge:   maxDocAge,
 		PCRs:     mp.PinnedPCRs(),
 		UserData: mh,
 	})
@@ -310,7 +318,7 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 	e.mu.Lock()
 	e.peers[req.PartyID] = peer
 	e.peerDocs[req.PartyID] = docHash(req.Document)
-	e.peerStatus[req.PartyID] = api.PeerStatus{PartyID: req.PartyID, PCR0: doc.PCRs[0], ModuleID: doc.ModuleID, VerifiedAt: e.cfg.Clock().UnixMilli()}
+	e.peerStatus[req.PartyID] = api.PeerStatus{PartyID: req.PartyID, PCR0: doc.PCRs[0], ModuleID: doc.ModuleID, VerifiedAt: now.UnixMilli(), DocTime: doc.Time().UnixMilli()}
 	e.mu.Unlock()
 	e.cfg.Log.Info("peer verified", "peer", req.PartyID, "module", doc.ModuleID)
 	return nil, nil

@@ -304,6 +304,32 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 		}
 	})
 
+	t.Run("replayed old document", func(t *testing.T) {
+		ctx := context.Background()
+		old, err := c.encl["b"].attest(ctx, &api.AttestRequest{Nonce: []byte("fresh")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nowMu.Lock()
+		c.now = c.now.Add(maxDocAge + time.Minute)
+		c.nowMu.Unlock()
+		defer func() { c.nowMu.Lock(); c.now = c.now.Add(-maxDocAge - time.Minute); c.nowMu.Unlock() }()
+		_, err = c.encl["c"].peerIdentity(ctx, &api.PeerIdentityRequest{PartyID: "b", Document: old.Document})
+		if api.CodeOf(err) != api.CodeAttestation {
+			t.Fatalf("document older than %s accepted: %v", maxDocAge, err)
+		}
+		if _, err := c.encl["c"].peer("b"); err == nil {
+			t.Fatal("a refused document left the old identity of b in place")
+		}
+		c.nowMu.Lock()
+		c.now = c.now.Add(-maxDocAge - time.Minute)
+		c.nowMu.Unlock()
+		c.connect()
+		c.nowMu.Lock()
+		c.now = c.now.Add(maxDocAge + time.Minute)
+		c.nowMu.Unlock()
+	})
+
 	t.Run("restart from sealed blobs; swapped blob refused", func(t *testing.T) {
 		// Party c restarts with the same token; a and b keep running.
 		sealer := c.encl["c"].cfg.Sealer
