@@ -2,19 +2,22 @@ package attestation
 
 import (
 	"crypto/elliptic"
-	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
-// FuzzVerify feeds arbitrary bytes and verification times to Verify and
-// ParseUnverified. It asserts: no panic; exactly one of document and error;
-// every error is a *CheckError with a kind; a verified document also parses;
-// and whatever parses re-encodes and decodes to the same document.
+// FuzzVerify feeds arbitrary bytes and verification times to VerifyDetailed
+// (and so Verify) and ParseUnverified, under the embedded AWS root. It
+// asserts: no panic; exactly one of document and error; a chain only with a
+// document; the last check failed exactly when there is an error; every
+// error is a *CheckError with a kind; a verified document also parses; and
+// whatever parses re-encodes and decodes to the same document.
 func FuzzVerify(f *testing.F) {
 	files, err := filepath.Glob("testdata/*.cose")
 	if err != nil || len(files) == 0 {
@@ -46,19 +49,40 @@ func FuzzVerify(f *testing.F) {
 	f.Add(fx.bytes(f), testNow.Unix())
 	f.Add([]byte{}, int64(0))
 	f.Add([]byte{0x84, 0x40, 0xa0, 0x40, 0x40}, int64(1))
+	// Hostile shapes: self-described CBOR, tag 24 around the payload, a
+	// payload declaring 2^63 bytes.
+	euw, err := os.ReadFile("testdata/eu-west-1-2022-11-09.cose")
+	if err != nil {
+		f.Fatal(err)
+	}
+	euwAt := mustTime("2022-11-09T23:00:00Z").Unix()
+	f.Add(append([]byte{0xd9, 0xd9, 0xf7}, euw...), euwAt)
+	if m, err := decodeSign1(euw); err == nil {
+		if b, err := encMode.Marshal([]any{m.protected, map[int]int{}, cbor.Tag{Number: 24, Content: m.payload}, m.signature}); err == nil {
+			f.Add(b, euwAt)
+		}
+	}
+	f.Add([]byte{0x84, 0x44, 0xa1, 0x01, 0x38, 0x22, 0xa0, 0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}, euwAt)
 
-	root := awsRoot(f)
+	roots := AWSRoots()
 	f.Fuzz(func(t *testing.T, data []byte, at int64) {
 		for _, allowDebug := range []bool{false, true} {
-			d, err := Verify(data, VerifyOptions{
-				Roots:      []*x509.Certificate{root},
+			res, err := VerifyDetailed(data, VerifyOptions{
+				Roots:      roots,
 				Time:       time.Unix(at, 0),
 				AllowDebug: allowDebug,
 				MaxAge:     time.Duration(uint64(at)%7200) * time.Second,
 			})
+			if res == nil || len(res.Checks) == 0 {
+				t.Fatal("VerifyDetailed returned no result or no checks")
+			}
+			d := res.Document
 			var ce *CheckError
-			if (d == nil) == (err == nil) {
-				t.Fatalf("Verify returned document %v and error %v", d != nil, err)
+			if (d == nil) == (err == nil) || (res.Chain == nil) == (err == nil) {
+				t.Fatalf("VerifyDetailed returned document %v, chain %v and error %v", d != nil, res.Chain != nil, err)
+			}
+			if last := res.Checks[len(res.Checks)-1]; (last.Status == CheckFailed) != (err != nil) {
+				t.Fatalf("last check %+v with error %v", last, err)
 			}
 			if err != nil {
 				if !errors.As(err, &ce) || ce.Kind == nil {
