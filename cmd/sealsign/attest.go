@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/attestation"
+	"github.com/sealsign/sealsign/attestation/peer"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/host/client"
 )
@@ -602,7 +603,7 @@ func attestReportFor(doc []byte, opts attestation.VerifyOptions, res *attestatio
 	return rep
 }
 
-func attestPrintJSON(w io.Writer, rep *attestReport) {
+func attestPrintJSON(w io.Writer, rep any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
@@ -750,6 +751,10 @@ func attestFetch(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	in.Bytes = len(resp.Document)
+	if mp.Kind == peer.KindTPM {
+		in.Format = "tpm-evidence"
+		return attestFetchTPM(m, id, resp.Document, peer.Expect{Nonce: nonce, UserData: manifestHash, PublicKey: identity}, common.asJSON, in, stdout, stderr)
+	}
 
 	opts := attestation.VerifyOptions{
 		Time:       attestNow(),

@@ -19,7 +19,9 @@ func init() { commands["demo"] = demoMain }
 const demoUsage = `Usage: sealsign demo [--json] [--dir DIR] [--keep] [--bin-dir DIR]
 
 Runs the whole appliance story on this machine: three sealed signer parties
-(each an enclave process with its own SoftHSM token and a host process),
+(each an enclave process and a host process; a and c seal with their own
+SoftHSM token and attest with the dev NSM, b seals with a TPM simulator under
+a PCR policy and attests with TPM quotes),
 a 2-of-3 ECDSA secp256k1 and a 2-of-3 EdDSA Ed25519 key created by
 distributed key generation, signatures verified with implementations
 independent of tss-lib, a restart of every process from sealed shares,
@@ -41,8 +43,12 @@ func demoMain(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.Keep, "keep", false, "leave the directory and processes running")
 	fs.StringVar(&o.BinDir, "bin-dir", "", "directory with sealsign-host and sealsign-enclave")
 	fs.StringVar(&o.InsecurePreParamsFixture, "insecure-preparams-fixture", "", "use PUBLIC pre-parameter sets from this file instead of generating them (tests only)")
+	tpmParty := fs.String("tpm-party", "b", "the party that seals with a TPM (simulator) and attests with TPM quotes; empty: every party is a SoftHSM dev party")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *tpmParty != "" {
+		o.Kinds = map[string]string{*tpmParty: "tpm"}
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -81,7 +87,18 @@ Summary
 `, res.ECDSA.PublicKey, res.ECDSA.Signature, res.ECDSA.RecoveryID, res.ECDSA.Digest,
 		res.EdDSA.PublicKey, res.EdDSA.Signature, ok(res.RestartSignatureOK), ok(res.TwoOfThreeOK), refused(res.ChangedMeasurementRefused),
 		ms(res.TimingsMS["keygen_ecdsa"]), ms(res.TimingsMS["keygen_eddsa"]), ms(res.TimingsMS["sign_ecdsa"]), ms(res.TimingsMS["sign_eddsa"]), ms(res.TimingsMS["total"]))
+	if res.TPMParty != "" {
+		fmt.Fprintf(stdout, "  tpm party %s with a different binary:         %s; its TPM unseals: %s\n", res.TPMParty,
+			refusedAs(res.TPMChangedMeasurementRefused, "refused by its peers (pcr23 mismatch)"), refusedAs(res.TPMUnsealRefused, "nothing (PCR policy)"))
+	}
 	return 0
+}
+
+func refusedAs(b bool, what string) string {
+	if b {
+		return what
+	}
+	return "NOT REFUSED"
 }
 
 func ok(b bool) string {
@@ -91,11 +108,6 @@ func ok(b bool) string {
 	return "FAILED"
 }
 
-func refused(b bool) string {
-	if b {
-		return "refused by its peers (pcr0 mismatch)"
-	}
-	return "NOT REFUSED"
-}
+func refused(b bool) string { return refusedAs(b, "refused by its peers (pcr0 mismatch)") }
 
 func ms(v int64) string { return (time.Duration(v) * time.Millisecond).String() }

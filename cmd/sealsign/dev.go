@@ -24,6 +24,7 @@ token per party, the manifest, and each host's sealed-blob store. "up" after
 
 Examples:
   sealsign dev up
+  sealsign dev up --tpm-party b           # party b seals with a (simulated) TPM
   sealsign key create --alg ecdsa-secp256k1
   sealsign sign --key KEYID --digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
   sealsign dev status
@@ -54,6 +55,13 @@ func devMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.BinDir, "bin-dir", "", "directory with sealsign-host and sealsign-enclave")
 	fs.IntVar(&o.PreParamsPool, "preparams-pool", 2, "pre-parameter sets each enclave keeps ready")
 	fs.StringVar(&o.InsecurePreParamsFixture, "insecure-preparams-fixture", "", "use PUBLIC pre-parameter sets (tests only)")
+	fs.Func("tpm-party", "make party ID a tpm party (TPM simulator sealing and quotes); repeatable; kept across restarts", func(id string) error {
+		if o.Kinds == nil {
+			o.Kinds = map[string]string{}
+		}
+		o.Kinds[id] = "tpm"
+		return nil
+	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}

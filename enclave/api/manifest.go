@@ -2,14 +2,28 @@ package api
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
+
+	"github.com/sealsign/sealsign/attestation/peer"
 )
+
+// TPMMeasurePCR is the TPM PCR a tpm party measures its own binary into at
+// start (reset, then extended once with the binary's SHA-384), so its
+// manifest entry pins pcrs {"23": SHA-256(zeros ‖ SHA-256(measurement))}.
+// PC Client PCR 23, "application support", is resettable at locality 0: it
+// tells binaries apart, not this host's root from the enclave (hsm/tpm);
+// production tpm parties add boot PCRs to their policy.
+const TPMMeasurePCR = 23
 
 // Manifest describes a cluster: its parties, their expected measurements and
 // the signing threshold. Every enclave is initialised with it and attests its
@@ -31,8 +45,13 @@ type Manifest struct {
 type ManifestParty struct {
 	ID   string `json:"id" cbor:"1,keyasint"`
 	Kind string `json:"kind" cbor:"2,keyasint"` // "dev", "nitro", "hsm", "tpm"
-	// PCRs pins measurements by index (decimal string) to hex values.
+	// PCRs pins measurements by index (decimal string) to hex values: NSM
+	// PCRs (SHA-384) for dev and nitro parties, SHA-256 bank PCRs for tpm
+	// parties.
 	PCRs map[string]string `json:"pcrs" cbor:"3,keyasint"`
+	// AK is a tpm party's attestation key, hex PKIX DER (ECDSA P-256),
+	// pinned at enrolment; required for kind tpm, refused for the others.
+	AK string `json:"ak,omitempty" cbor:"4,keyasint,omitempty"`
 }
 
 var partyIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
@@ -83,6 +102,13 @@ func (m *Manifest) Validate() error {
 		if len(p.PCRs) == 0 {
 			return fmt.Errorf("api: manifest: party %q pins no measurement (pcrs is empty)", p.ID)
 		}
+		if p.Kind == "tpm" {
+			if _, err := p.akPublic(); err != nil {
+				return err
+			}
+		} else if p.AK != "" {
+			return fmt.Errorf("api: manifest: party %q of kind %q has an ak; only tpm parties attest with one", p.ID, p.Kind)
+		}
 		for k, v := range p.PCRs {
 			idx, err := strconv.Atoi(k)
 			if err != nil || idx < 0 || idx > 31 {
@@ -91,6 +117,9 @@ func (m *Manifest) Validate() error {
 			b, err := hex.DecodeString(v)
 			if err != nil || (len(b) != 32 && len(b) != 48 && len(b) != 64) {
 				return fmt.Errorf("api: manifest: party %q: pcr%d is not 32, 48 or 64 hex-encoded bytes", p.ID, idx)
+			}
+			if p.Kind == "tpm" && (len(b) != 32 || idx > 23) {
+				return fmt.Errorf("api: manifest: tpm party %q: pcr%d must be a SHA-256 bank PCR 0..23 (32 bytes), got %d bytes", p.ID, idx, len(b))
 			}
 		}
 	}
@@ -126,6 +155,64 @@ func (m *Manifest) PartyIDs() []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+func (p ManifestParty) akPublic() (crypto.PublicKey, error) {
+	der, err := hex.DecodeString(p.AK)
+	if err != nil || len(der) == 0 {
+		return nil, fmt.Errorf("api: manifest: tpm party %q needs ak, its attestation key as hex PKIX DER (sealsign dev up writes it)", p.ID)
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("api: manifest: tpm party %q: ak is not a PKIX public key: %v", p.ID, err)
+	}
+	if ec, ok := pub.(*ecdsa.PublicKey); !ok || ec.Curve.Params().Name != "P-256" {
+		return nil, fmt.Errorf("api: manifest: tpm party %q: ak must be an ECDSA P-256 key", p.ID)
+	}
+	return pub, nil
+}
+
+// AttestationPolicy is what party id must prove to be accepted, under this
+// manifest: its kind, its pinned PCRs, and the trust anchor of its kind
+// (the manifest's dev roots, the pinned AWS root, or its pinned TPM AK).
+func (m *Manifest) AttestationPolicy(id string) (peer.Policy, error) {
+	p, ok := m.Party(id)
+	if !ok {
+		return peer.Policy{}, fmt.Errorf("api: manifest: %q is not a party of cluster %q (parties: %v)", id, m.ClusterID, m.PartyIDs())
+	}
+	pol := peer.Policy{Kind: p.Kind, PCRs: p.PinnedPCRs()}
+	switch p.Kind {
+	case peer.KindDev:
+		roots, err := m.DevRootCerts()
+		if err != nil {
+			return peer.Policy{}, err
+		}
+		pol.DevRoots = roots
+	case peer.KindTPM:
+		ak, err := p.akPublic()
+		if err != nil {
+			return peer.Policy{}, err
+		}
+		pol.AKPublic = ak
+	}
+	return pol, nil
+}
+
+// DevRootCerts parses the manifest's dev roots.
+func (m *Manifest) DevRootCerts() ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for i, s := range m.DevRoots {
+		blk, _ := pem.Decode([]byte(s))
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("api: manifest: dev_roots[%d] is not a PEM certificate", i)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("api: manifest: dev_roots[%d]: %v", i, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // PinnedPCRs returns a party's pinned measurements decoded.

@@ -162,7 +162,13 @@ type PeerStatus struct {
 	PCR0       []byte `cbor:"2,keyasint" json:"pcr0"`
 	ModuleID   string `cbor:"3,keyasint" json:"module_id"`
 	VerifiedAt int64  `cbor:"4,keyasint" json:"verified_at_unix_ms"`
-	DocTime    int64  `cbor:"5,keyasint" json:"document_time_unix_ms"`
+	DocTime    int64  `cbor:"5,keyasint" json:"document_time_unix_ms"` // NSM documents only
+	Kind       string `cbor:"6,keyasint,omitempty" json:"kind,omitempty"`
+	// MeasurementPCR and Measurement are the PCR the party's kind is
+	// measured by (0 for NSM documents, the pinned PCR for TPM evidence)
+	// and its verified value.
+	MeasurementPCR uint   `cbor:"7,keyasint,omitempty" json:"measurement_pcr"`
+	Measurement    []byte `cbor:"8,keyasint,omitempty" json:"measurement,omitempty"`
 }
 
 // EnvelopeHeader routes an envelope. It is authenticated but not encrypted.

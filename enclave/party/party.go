@@ -7,8 +7,6 @@ package party
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sealsign/sealsign/attestation"
+	"github.com/sealsign/sealsign/attestation/peer"
+	"github.com/sealsign/sealsign/attestation/tpm"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
@@ -63,13 +62,13 @@ type Enclave struct {
 	partyID      string
 	manifest     *api.Manifest
 	manifestHash []byte
-	devRoots     []*x509.Certificate
 	keys         *channel.Keys
 	identityDoc  []byte
 	identityAt   time.Time
 	peers        map[string]*channel.Peer
 	peerDocs     map[string][]byte // party → hash of the doc its keys came from
 	peerStatus   map[string]api.PeerStatus
+	peerClocks   map[string]tpm.ClockInfo // party → TPM clock of the last evidence accepted
 	shares       map[string]*loadedKey
 	shareErrs    map[string]string
 	sessions     map[string]*session.Session // proposal id → session
@@ -103,6 +102,7 @@ func New(cfg Config) *Enclave {
 		peers:      map[string]*channel.Peer{},
 		peerDocs:   map[string][]byte{},
 		peerStatus: map[string]api.PeerStatus{},
+		peerClocks: map[string]tpm.ClockInfo{},
 		shares:     map[string]*loadedKey{},
 		shareErrs:  map[string]string{},
 		sessions:   map[string]*session.Session{},
@@ -166,7 +166,7 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if !ok {
 		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not a party of cluster %q (parties: %s)", req.PartyID, m.ClusterID, strings.Join(m.PartyIDs(), ", "))
 	}
-	if want, ok := self.PinnedPCRs()[0]; ok && !bytes.Equal(want, e.cfg.Measurement) {
+	if want, ok := self.PinnedPCRs()[0]; ok && self.Kind != "tpm" && !bytes.Equal(want, e.cfg.Measurement) {
 		// Peers are the judges of our measurement; say it here too.
 		e.cfg.Log.Warn("this enclave's measurement differs from the manifest: peers will refuse it",
 			"party", req.PartyID, "pcr0", fmt.Sprintf("%x", e.cfg.Measurement), "manifest_pcr0", fmt.Sprintf("%x", want))
@@ -175,8 +175,7 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, err
 	}
-	roots, err := parseRoots(m.DevRoots)
-	if err != nil {
+	if _, err := m.DevRootCerts(); err != nil {
 		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
 	e.mu.Lock()
@@ -191,25 +190,9 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, err
 	}
-	e.partyID, e.manifest, e.manifestHash, e.devRoots, e.keys = req.PartyID, m, hash, roots, keys
+	e.partyID, e.manifest, e.manifestHash, e.keys = req.PartyID, m, hash, keys
 	e.cfg.Log.Info("initialised", "party", req.PartyID, "cluster", m.ClusterID, "manifest", fmt.Sprintf("%x", hash[:8]))
 	return &api.InitResponse{Identity: keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
-}
-
-func parseRoots(pems []string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for i, p := range pems {
-		blk, _ := pem.Decode([]byte(p))
-		if blk == nil || blk.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("party: manifest dev_roots[%d] is not a PEM certificate", i)
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("party: manifest dev_roots[%d]: %v", i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
 }
 
 // ready returns the initialised state or an error.
@@ -263,10 +246,13 @@ func (e *Enclave) attest(_ context.Context, req *api.AttestRequest) (*api.Attest
 	return &api.AttestResponse{Document: doc}, nil
 }
 
-// peerIdentity accepts a peer's channel keys only from an attestation
-// document that verifies under the manifest: chain to a trusted root,
-// the party's pinned PCRs, user_data = our manifest hash, and public_key
-// naming that party.
+// peerIdentity accepts a peer's channel keys only from evidence that
+// verifies under the manifest's policy for that party (peer.Verify: its
+// kind's trust anchor, its pinned PCRs), with user_data = our manifest hash
+// and public_key naming that party. NSM documents must be younger than
+// maxDocAge; TPM evidence, which has no wall-clock time, must not come
+// from an earlier boot of its TPM than evidence already accepted
+// (peer.EarlierBoot).
 func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) (any, error) {
 	me, _, err := e.ready()
 	if err != nil {
@@ -276,51 +262,57 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 		return nil, api.Errorf(api.CodeBadRequest, "party: %q is this party, not a peer", req.PartyID)
 	}
 	e.mu.Lock()
-	mp, ok := e.manifest.Party(req.PartyID)
-	roots, mh := e.devRoots, e.manifestHash
+	pol, perr := e.manifest.AttestationPolicy(req.PartyID)
+	mh := e.manifestHash
 	now := e.cfg.Clock()
 	st := e.peerStatus[req.PartyID]
-	known := bytes.Equal(e.peerDocs[req.PartyID], docHash(req.Document)) && now.Sub(time.UnixMilli(st.DocTime)) < maxDocAge
+	sameDoc := bytes.Equal(e.peerDocs[req.PartyID], docHash(req.Document))
+	known := sameDoc && (pol.Kind == peer.KindTPM || now.Sub(time.UnixMilli(st.DocTime)) < maxDocAge)
+	lastClock, haveClock := e.peerClocks[req.PartyID]
 	e.mu.Unlock()
-	if !ok {
-		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not in the manifest", req.PartyID)
+	if perr != nil {
+		return nil, api.Errorf(api.CodeBadRequest, "party: %v", perr)
 	}
 	if known {
 		return nil, nil
 	}
-	if mp.Kind != "dev" {
-		return nil, api.Errorf(api.CodeAttestation, "party: peer %q is of kind %q; this build verifies dev attestations only", req.PartyID, mp.Kind)
+	v, err := peer.Verify(req.Document, pol, peer.Expect{UserData: mh}, now, maxDocAge)
+	if err == nil && v.TPMClock != nil && haveClock && peer.EarlierBoot(lastClock, *v.TPMClock) {
+		err = fmt.Errorf("tpm evidence is from an earlier boot of its TPM than evidence already accepted (reset count %d restart count %d, got %d and %d): a replay",
+			lastClock.ResetCount, lastClock.RestartCount, v.TPMClock.ResetCount, v.TPMClock.RestartCount)
 	}
-	doc, err := attestation.Verify(req.Document, attestation.VerifyOptions{
-		Roots:    roots,
-		Time:     now,
-		MaxAge:   maxDocAge,
-		PCRs:     mp.PinnedPCRs(),
-		UserData: mh,
-	})
 	if err != nil {
 		// Whatever we knew of this peer is from an earlier boot: forget it
-		// (fail closed) until it presents a document that verifies.
+		// (fail closed) until it presents evidence that verifies.
 		e.forgetPeer(req.PartyID)
 		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: %v", req.PartyID, err)
 	}
 	var id api.Identity
-	if err := api.Unmarshal(doc.PublicKey, &id); err != nil {
+	if err := api.Unmarshal(v.PublicKey, &id); err != nil {
 		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: attested public_key is not an identity: %v", req.PartyID, err)
 	}
 	if id.PartyID != req.PartyID {
 		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: its attestation names party %q", req.PartyID, id.PartyID)
 	}
-	peer, err := channel.NewPeer(id)
+	cp, err := channel.NewPeer(id)
 	if err != nil {
 		return nil, api.Errorf(api.CodeAttestation, "party: refusing peer %q: %v", req.PartyID, err)
 	}
+	idx, val := peer.Measurement(v, pol)
+	status := api.PeerStatus{PartyID: req.PartyID, ModuleID: v.ModuleID, VerifiedAt: now.UnixMilli(),
+		Kind: v.Kind, MeasurementPCR: idx, Measurement: val}
+	if v.Kind != peer.KindTPM {
+		status.PCR0, status.DocTime = v.PCRs[0], v.Time.UnixMilli()
+	}
 	e.mu.Lock()
-	e.peers[req.PartyID] = peer
+	e.peers[req.PartyID] = cp
 	e.peerDocs[req.PartyID] = docHash(req.Document)
-	e.peerStatus[req.PartyID] = api.PeerStatus{PartyID: req.PartyID, PCR0: doc.PCRs[0], ModuleID: doc.ModuleID, VerifiedAt: now.UnixMilli(), DocTime: doc.Time().UnixMilli()}
+	e.peerStatus[req.PartyID] = status
+	if v.TPMClock != nil {
+		e.peerClocks[req.PartyID] = *v.TPMClock
+	}
 	e.mu.Unlock()
-	e.cfg.Log.Info("peer verified", "peer", req.PartyID, "module", doc.ModuleID)
+	e.cfg.Log.Info("peer verified", "peer", req.PartyID, "kind", v.Kind, "module", v.ModuleID, fmt.Sprintf("pcr%d", idx), fmt.Sprintf("%x", val))
 	return nil, nil
 }
 

@@ -4,24 +4,19 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"time"
 
 	ecdsakeygen "github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	golog "github.com/ipfs/go-log"
 
-	"github.com/sealsign/sealsign/attestation/devnsm"
 	"github.com/sealsign/sealsign/enclave/api"
-	"github.com/sealsign/sealsign/enclave/entropy"
 	"github.com/sealsign/sealsign/enclave/party"
 	"github.com/sealsign/sealsign/enclave/transport"
-	"github.com/sealsign/sealsign/hsm/pkcs11"
 )
 
 // SealingKeyLabel names the AES-256 sealing key on the party's token.
@@ -30,7 +25,14 @@ const SealingKeyLabel = "sealsign-sealing-key-v1"
 // Options configure an enclave process.
 type Options struct {
 	Listen string // unix:PATH or vsock::PORT
-	HSM    string // RFC 7512 PKCS#11 URI
+	HSM    string // RFC 7512 PKCS#11 URI (hsm, dev and nitro parties)
+	// TPM is a tpm party's TPM: a device path (/dev/tpmrm0) or
+	// "simulator:SEEDFILE" for dev and tests. Exactly one of HSM and TPM.
+	TPM string
+	// TPMSealPCRs are further SHA-256 PCRs (e.g. 0,2,4,7: firmware, boot
+	// loader, secure boot) the sealing and attestation policy includes
+	// besides MeasurePCR.
+	TPMSealPCRs []int
 	// DevCACert and DevCAKey select the dev NSM (dev parties only).
 	DevCACert, DevCAKey string
 	PreParamsGoal       int
@@ -56,27 +58,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	measurement, err := devnsm.MeasureSelf()
-	if err != nil {
-		return fmt.Errorf("enclave: measure own binary: %w", err)
-	}
-	tok, err := pkcs11.Open(o.HSM)
+	hw, err := openHardware(o, o.Log)
 	if err != nil {
 		return err
 	}
-	defer tok.Close()
-	sealer, err := tok.Sealer(SealingKeyLabel, true)
-	if err != nil {
-		return err
-	}
-	mixer, err := entropy.New(tok, rand.Reader)
-	if err != nil {
-		return err
-	}
-	attester, err := devAttester(o, measurement, mixer)
-	if err != nil {
-		return err
-	}
+	defer hw.Close()
 	pool := party.PoolConfig{Goal: o.PreParamsGoal, NoRefill: o.PreParamsNoRefill}
 	if o.InsecurePreParamsFixture != "" {
 		sets, err := loadFixture(o.InsecurePreParamsFixture, o.FixtureStride, o.FixtureOffset)
@@ -87,10 +73,10 @@ func Run(ctx context.Context, o Options) error {
 		o.Log.Warn("using PUBLIC pre-parameter fixtures: keys made here protect nothing", "file", o.InsecurePreParamsFixture, "sets", len(sets))
 	}
 	e := party.New(party.Config{
-		Sealer:      sealer,
-		Rand:        mixer,
-		Attester:    attester,
-		Measurement: measurement,
+		Sealer:      hw.sealer,
+		Rand:        hw.rand,
+		Attester:    hw.attester,
+		Measurement: hw.measurement,
 		Log:         o.Log,
 		PreParams:   pool,
 	})
@@ -103,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		<-ctx.Done()
 		l.Close()
 	}()
-	o.Log.Info("enclave listening", "addr", addr.String(), "pcr0", fmt.Sprintf("%x", measurement))
+	o.Log.Info("enclave listening", "addr", addr.String(), "attests_as", hw.kind, "measurement", fmt.Sprintf("%x", hw.measurement))
 	// One host connection at a time: a host that reconnects gets the same
 	// enclave state (identity, shares, pool).
 	for {
@@ -125,20 +111,6 @@ func Run(ctx context.Context, o Options) error {
 		conn.Serve(ctx)
 		o.Log.Info("host disconnected")
 	}
-}
-
-func devAttester(o Options, measurement []byte, rnd *entropy.Mixer) (party.Attester, error) {
-	if _, err := os.Stat("/dev/nsm"); err == nil && o.DevCACert == "" {
-		return nil, fmt.Errorf("enclave: /dev/nsm present but the Nitro NSM attester is not built yet (issue 4); pass --dev-ca-cert/--dev-ca-key for a dev party")
-	}
-	if o.DevCACert == "" || o.DevCAKey == "" {
-		return nil, fmt.Errorf("enclave: no attester: a dev party needs --dev-ca-cert and --dev-ca-key")
-	}
-	ca, err := devnsm.LoadCA(o.DevCACert, o.DevCAKey)
-	if err != nil {
-		return nil, err
-	}
-	return devnsm.New(ca, "sealsign-dev", map[uint][]byte{0: measurement}, rnd, time.Now)
 }
 
 func loadFixture(path string, stride, offset int) ([]*ecdsakeygen.LocalPreParams, error) {

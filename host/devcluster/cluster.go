@@ -16,14 +16,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sealsign/sealsign/attestation/devnsm"
+	attesttpm "github.com/sealsign/sealsign/attestation/tpm"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/host/client"
 	"github.com/sealsign/sealsign/hsm/pkcs11/softhsm"
+	"github.com/sealsign/sealsign/hsm/tpm"
 )
 
 // Options configure a dev cluster.
@@ -42,7 +45,11 @@ type Options struct {
 	// InsecurePreParamsFixture passes public pre-parameter sets to every
 	// enclave (tests only).
 	InsecurePreParamsFixture string
-	Progress                 io.Writer
+	// Kinds maps party ids to their kind: "dev" (default: SoftHSM sealing,
+	// dev NSM attestation) or "tpm" (TPM simulator sealing under a PCR
+	// policy, TPM quote attestation).
+	Kinds    map[string]string
+	Progress io.Writer
 }
 
 // PartyState is one running party.
@@ -52,7 +59,9 @@ type PartyState struct {
 	PID      int    `json:"pid"`
 	Log      string `json:"log"`
 	Store    string `json:"store"`
-	HSMURI   string `json:"hsm_uri"`
+	Kind     string `json:"kind"`
+	HSMURI   string `json:"hsm_uri,omitempty"`
+	TPM      string `json:"tpm,omitempty"` // simulator:SEEDFILE for tpm parties
 	SoftHSM  string `json:"softhsm_conf"`
 	Listen   string `json:"listen"`
 	Enclave  string `json:"enclave"`
@@ -87,6 +96,14 @@ func (o *Options) defaults() error {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	for id, k := range o.Kinds {
+		if k != "dev" && k != "tpm" {
+			return fmt.Errorf("devcluster: party %q: kind %q unsupported here (want dev or tpm)", id, k)
+		}
+		if !slices.Contains(o.Parties, id) {
+			return fmt.Errorf("devcluster: kind given for %q, which is not a party (%s)", id, strings.Join(o.Parties, ", "))
+		}
 	}
 	if o.BinDir == "" {
 		exe, err := os.Executable()
@@ -128,8 +145,25 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	if c, err := Load(o.Dir); err == nil && c.anyRunning() {
-		return nil, fmt.Errorf("devcluster: a cluster is already running in %s (sealsign dev down --dir %s)", o.Dir, o.Dir)
+	if c, err := Load(o.Dir); err == nil {
+		if c.anyRunning() {
+			return nil, fmt.Errorf("devcluster: a cluster is already running in %s (sealsign dev down --dir %s)", o.Dir, o.Dir)
+		}
+		// A restart keeps each party's kind: its sealed state lives in
+		// that kind's hardware.
+		if o.Kinds == nil {
+			o.Kinds = map[string]string{}
+			for _, p := range c.Parties {
+				if p.Kind != "" {
+					o.Kinds[p.ID] = p.Kind
+				}
+			}
+		}
+		for _, p := range c.Parties {
+			if k := o.Kinds[p.ID]; p.Kind != "" && k != "" && k != p.Kind {
+				return nil, fmt.Errorf("devcluster: party %s in %s is of kind %s; it cannot restart as %s (its shares are sealed in its %s)", p.ID, o.Dir, p.Kind, k, p.Kind)
+			}
+		}
 	}
 	caCert, caKey := filepath.Join(o.Dir, "ca", "root.pem"), filepath.Join(o.Dir, "ca", "root.key")
 	if _, err := os.Stat(caKey); errors.Is(err, os.ErrNotExist) {
@@ -156,16 +190,6 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{Dir: o.Dir, Manifest: filepath.Join(o.Dir, "manifest.json"), opts: o}
 	m := api.Manifest{Version: 1, ClusterID: "dev-" + filepath.Base(o.Dir), Threshold: o.Threshold, DevRoots: []string{string(rootPEM)}}
-	for _, id := range o.Parties {
-		m.Parties = append(m.Parties, api.ManifestParty{ID: id, Kind: "dev", PCRs: map[string]string{"0": hex.EncodeToString(pcr0)}})
-	}
-	mb, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(c.Manifest, mb, 0o644); err != nil {
-		return nil, err
-	}
 	ports, err := freePorts(len(o.Parties))
 	if err != nil {
 		return nil, err
@@ -176,6 +200,26 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, err
 		}
 		c.Parties = append(c.Parties, ps)
+		mp := api.ManifestParty{ID: id, Kind: ps.Kind, PCRs: map[string]string{"0": hex.EncodeToString(pcr0)}}
+		if ps.Kind == "tpm" {
+			// The TPM measures the enclave binary into MeasurePCR; its AK
+			// is pinned now, at enrolment.
+			ak, err := tpmAK(ps.TPM)
+			if err != nil {
+				return nil, err
+			}
+			mp.AK = hex.EncodeToString(ak)
+			mp.PCRs = map[string]string{fmt.Sprint(api.TPMMeasurePCR): hex.EncodeToString(tpm.ExpectedPCR(pcr0))}
+			fmt.Fprintf(o.Progress, "  party %s is a tpm party: TPM simulator sealing under pcr%d, attestation key %x…\n", id, api.TPMMeasurePCR, ak[len(ak)-8:])
+		}
+		m.Parties = append(m.Parties, mp)
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(c.Manifest, mb, 0o644); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(o.Progress, "  manifest pins enclave pcr0 %x…\n", pcr0[:12])
 	for i := range c.Parties {
@@ -202,6 +246,19 @@ func preparePartyDir(o Options, id string, port int) (PartyState, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return PartyState{}, err
 	}
+	ps := PartyState{
+		ID:      id,
+		Kind:    "dev",
+		Listen:  fmt.Sprintf("127.0.0.1:%d", port),
+		URL:     fmt.Sprintf("http://127.0.0.1:%d", port),
+		Log:     filepath.Join(dir, "host.log"),
+		Store:   filepath.Join(dir, "store.db"),
+		Enclave: "unix:" + filepath.Join(dir, "enclave.sock"),
+	}
+	if o.Kinds[id] == "tpm" {
+		ps.Kind, ps.TPM = "tpm", "simulator:"+filepath.Join(dir, "tpm-sim.seed")
+		return ps, nil
+	}
 	env, err := softhsm.Setup(dir)
 	if err != nil {
 		return PartyState{}, err
@@ -218,17 +275,25 @@ func preparePartyDir(o Options, id string, port int) (PartyState, error) {
 			return PartyState{}, err
 		}
 	}
-	return PartyState{
-		ID:       id,
-		Listen:   fmt.Sprintf("127.0.0.1:%d", port),
-		URL:      fmt.Sprintf("http://127.0.0.1:%d", port),
-		Log:      filepath.Join(dir, "host.log"),
-		Store:    filepath.Join(dir, "store.db"),
-		HSMURI:   env.URI(label, pinFile),
-		SoftHSM:  env.ConfPath,
-		Enclave:  "unix:" + filepath.Join(dir, "enclave.sock"),
-		TokenLbl: label,
-	}, nil
+	ps.HSMURI, ps.SoftHSM, ps.TokenLbl = env.URI(label, pinFile), env.ConfPath, label
+	return ps, nil
+}
+
+// tpmAK derives the attestation key of the simulated TPM kept in seedSpec
+// ("simulator:SEEDFILE", created on first use): the same seed gives the
+// enclave the same AK, so the manifest can pin it before the party starts.
+func tpmAK(seedSpec string) ([]byte, error) {
+	t, err := tpm.OpenSimulator(strings.TrimPrefix(seedSpec, "simulator:"))
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	ak, err := attesttpm.NewAK(t)
+	if err != nil {
+		return nil, err
+	}
+	defer ak.Close()
+	return ak.PublicBytes(), nil
 }
 
 func randomPIN() string {
@@ -246,7 +311,9 @@ func (c *Cluster) start(i int, caCert, caKey string) error {
 	args := []string{
 		"--party", p.ID, "--manifest", c.Manifest, "--store", p.Store, "--listen", p.Listen,
 		"--enclave", p.Enclave, "--launch-enclave", enclaveBin,
-		"--enclave-env", "SOFTHSM2_CONF=" + p.SoftHSM,
+	}
+	if p.SoftHSM != "" {
+		args = append(args, "--enclave-env", "SOFTHSM2_CONF="+p.SoftHSM)
 	}
 	for _, q := range c.Parties {
 		if q.ID != p.ID {
@@ -257,8 +324,12 @@ func (c *Cluster) start(i int, caCert, caKey string) error {
 	if c.opts.NoPreParams {
 		pool = 0
 	}
-	eargs := []string{"--hsm", p.HSMURI, "--dev-ca-cert", caCert, "--dev-ca-key", caKey,
-		"--preparams-pool", fmt.Sprint(pool)}
+	eargs := []string{"--preparams-pool", fmt.Sprint(pool)}
+	if p.Kind == "tpm" {
+		eargs = append(eargs, "--tpm", p.TPM)
+	} else {
+		eargs = append(eargs, "--hsm", p.HSMURI, "--dev-ca-cert", caCert, "--dev-ca-key", caKey)
+	}
 	if c.opts.PreParamsNoRefill {
 		eargs = append(eargs, "--preparams-no-refill")
 	}

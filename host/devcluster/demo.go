@@ -16,6 +16,7 @@ import (
 	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/host/client"
 	"github.com/sealsign/sealsign/host/server"
 )
 
@@ -36,9 +37,17 @@ type DemoResult struct {
 	TwoOfThreeOK       bool `json:"two_of_three_ok"`
 	// ChangedMeasurementRefused: party c restarted with a different enclave
 	// binary was refused by its peers, naming the PCR.
-	ChangedMeasurementRefused bool             `json:"changed_measurement_refused"`
-	RefusalMessage            string           `json:"refusal_message,omitempty"`
-	TimingsMS                 map[string]int64 `json:"timings_ms"`
+	ChangedMeasurementRefused bool   `json:"changed_measurement_refused"`
+	RefusalMessage            string `json:"refusal_message,omitempty"`
+	// TPM: the tpm party restarted with a different binary is refused by
+	// its peers (naming its measured PCR), and its own TPM refuses to
+	// unseal its shares under the changed PCR.
+	TPMParty                     string           `json:"tpm_party,omitempty"`
+	TPMChangedMeasurementRefused bool             `json:"tpm_changed_measurement_refused"`
+	TPMUnsealRefused             bool             `json:"tpm_unseal_refused"`
+	TPMRefusalMessage            string           `json:"tpm_refusal_message,omitempty"`
+	TPMUnsealMessage             string           `json:"tpm_unseal_message,omitempty"`
+	TimingsMS                    map[string]int64 `json:"timings_ms"`
 }
 
 // DemoOptions configure RunDemo.
@@ -226,8 +235,49 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	for _, p := range c.Parties {
+		if p.Kind == "tpm" && p.ID != "a" && p.ID != "c" {
+			if err := step("rogue_tpm", fmt.Sprintf("restarting tpm party %s with the unapproved build", p.ID), func() error {
+				return c.rogueTPM(ctx, a, p.ID, ecKey.ID, digest[:], res)
+			}); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return res, nil
 }
+
+// rogueTPM restarts tpm party id with the rogue binary and checks both
+// defences: peers refuse its quote (naming the measured PCR), and its own
+// TPM refuses to unseal its shares, because the policy PCR now differs.
+func (c *Cluster) rogueTPM(ctx context.Context, a *client.Client, id, keyID string, digest []byte, res *DemoResult) error {
+	rogue := filepath.Join(c.Dir, "rogue-sealsign-enclave")
+	if err := c.Restart(ctx, id, rogue); err != nil {
+		return err
+	}
+	res.TPMParty = id
+	h, err := c.Client(id).Health(ctx)
+	if err != nil {
+		return err
+	}
+	if len(h.Refused) == 0 || len(h.Enclave.Keys) != 0 {
+		return fmt.Errorf("party %s's TPM unsealed its shares (%d keys loaded) under a changed measurement", id, len(h.Enclave.Keys))
+	}
+	res.TPMUnsealRefused, res.TPMUnsealMessage = true, h.Refused[0].Error
+	fmt.Fprintf(out(c), "  its own TPM refuses to unseal: %s\n", h.Refused[0].Error)
+	_, err = a.SignDigest(ctx, keyID, digest, "a", id)
+	if err == nil {
+		return fmt.Errorf("party a signed together with a tpm party whose measurement changed")
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("pcr%d", api.TPMMeasurePCR)) {
+		return fmt.Errorf("refusal does not name pcr%d: %v", api.TPMMeasurePCR, err)
+	}
+	res.TPMChangedMeasurementRefused, res.TPMRefusalMessage = true, err.Error()
+	fmt.Fprintf(out(c), "  peers refuse it: %s\n", err)
+	return nil
+}
+
+func out(c *Cluster) io.Writer { return c.opts.Progress }
 
 // rogueBinary copies the enclave binary with extra trailing bytes: it runs
 // the same, but measures differently.
@@ -241,7 +291,8 @@ func rogueBinary(dir, binDir string) (string, error) {
 }
 
 // showMeasurements prints, for each party, its own measurement and the
-// peers' measurements it has verified.
+// peers' measurements it has verified (PCR0 of a dev/Nitro document, the
+// pinned PCR of TPM evidence).
 func (c *Cluster) showMeasurements(ctx context.Context, out io.Writer) error {
 	for _, p := range c.Parties {
 		h, err := c.Client(p.ID).Health(ctx)
@@ -250,12 +301,14 @@ func (c *Cluster) showMeasurements(ctx context.Context, out io.Writer) error {
 		}
 		var peers []string
 		for _, v := range h.Enclave.Peers {
-			peers = append(peers, fmt.Sprintf("%s pcr0 %x…", v.PartyID, v.PCR0[:8]))
+			peers = append(peers, fmt.Sprintf("%s (%s) pcr%d %x…", v.PartyID, v.Kind, v.MeasurementPCR, short(v.Measurement)))
 		}
-		fmt.Fprintf(out, "  party %s runs pcr0 %x…; verified attestations of: %s\n", p.ID, h.Enclave.Measurement[:8], strings.Join(peers, ", "))
+		fmt.Fprintf(out, "  party %s (%s) runs binary %x…; verified attestations of: %s\n", p.ID, p.Kind, short(h.Enclave.Measurement), strings.Join(peers, ", "))
 	}
 	return nil
 }
+
+func short(b []byte) []byte { return b[:min(len(b), 8)] }
 
 func who(signers []string) string {
 	if len(signers) == 0 {

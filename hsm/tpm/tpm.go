@@ -425,3 +425,18 @@ func (t *TPM) deviceError(cmd string, err error) error {
 }
 
 var _ transport.TPM = (*TPM)(nil)
+
+// ExpectedPCR is the SHA-256 bank value of a PCR that starts at zero (after
+// reset or power-on) and is extended with each of measurements in turn by
+// ExtendPCR: the value a manifest pins for a party that measures itself.
+func ExpectedPCR(measurements ...[]byte) []byte {
+	v := make([]byte, sha256.Size)
+	for _, m := range measurements {
+		d := sha256.Sum256(m)
+		h := sha256.New()
+		h.Write(v)
+		h.Write(d[:])
+		v = h.Sum(nil)
+	}
+	return v
+}

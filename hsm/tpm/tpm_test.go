@@ -306,3 +306,26 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestExpectedPCRMatchesSimulator(t *testing.T) {
+	tp := openSim(t)
+	if err := tp.ResetPCR(23); err != nil {
+		t.Fatal(err)
+	}
+	a, b := []byte("first measurement"), []byte("second")
+	for _, m := range [][]byte{a, b} {
+		if err := tp.ExtendPCR(23, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := tp.ReadPCRs([]int{23})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ExpectedPCR(a, b); !bytes.Equal(got[23], want) {
+		t.Fatalf("pcr23 = %x, ExpectedPCR = %x", got[23], want)
+	}
+	if bytes.Equal(ExpectedPCR(a, b), ExpectedPCR(b, a)) || bytes.Equal(ExpectedPCR(), ExpectedPCR(a)) {
+		t.Fatal("ExpectedPCR ignores order or input")
+	}
+}

@@ -41,6 +41,12 @@ func TestDemoJSON(t *testing.T) {
 		Refused   bool             `json:"changed_measurement_refused"`
 		RefusalMs string           `json:"refusal_message"`
 		Timings   map[string]int64 `json:"timings_ms"`
+		// The tpm party (b by default) restarted with the rogue build.
+		TPMParty      string `json:"tpm_party"`
+		TPMRefused    bool   `json:"tpm_changed_measurement_refused"`
+		TPMUnseal     bool   `json:"tpm_unseal_refused"`
+		TPMRefusalMsg string `json:"tpm_refusal_message"`
+		TPMUnsealMsg  string `json:"tpm_unseal_message"`
 	}
 	dec := json.NewDecoder(&stdout)
 	dec.DisallowUnknownFields()
@@ -75,6 +81,13 @@ func TestDemoJSON(t *testing.T) {
 	}
 	if !res.Restart || !res.TwoOf3 || !res.Refused || !strings.Contains(res.RefusalMs, "pcr0 mismatch") {
 		t.Fatalf("demo outcome flags: %+v", res)
+	}
+	// Party b sealed with its TPM and signed (after the restart, with c
+	// stopped); with another binary its peers refuse its quote and its TPM
+	// refuses to unseal.
+	if res.TPMParty != "b" || !res.TPMRefused || !strings.Contains(res.TPMRefusalMsg, `refusing peer "b": tpm: pcr23 mismatch`) ||
+		!res.TPMUnseal || !strings.Contains(res.TPMUnsealMsg, "pcr policy failed: pcr 23") {
+		t.Fatalf("demo tpm outcome: party %q refused %v (%s) unseal refused %v (%s)", res.TPMParty, res.TPMRefused, res.TPMRefusalMsg, res.TPMUnseal, res.TPMUnsealMsg)
 	}
 	for _, k := range []string{"keygen_ecdsa", "keygen_eddsa", "sign_ecdsa", "sign_eddsa", "total"} {
 		if res.Timings[k] <= 0 {
