@@ -13,13 +13,14 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
-## deps: install what the build and tests need (SoftHSM2 via apt-get, Go modules)
+## deps: install what the build and tests need (SoftHSM2 and libssl-dev via apt-get, Go modules)
 deps:
 	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! ls /usr/lib/softhsm/libsofthsm2.so >/dev/null 2>&1; then \
 		echo "deps: softhsm2 (the PKCS#11 HSM the dev parties and tests use) is missing; installing it with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq softhsm2 >/dev/null; \
 	fi
 	@command -v gcc >/dev/null 2>&1 || { echo "deps: gcc is needed for cgo (PKCS#11); installing it with apt-get"; $(SUDO) apt-get install -y -qq gcc >/dev/null; }
+	@[ -f /usr/include/openssl/evp.h ] || { echo "deps: libssl-dev (OpenSSL's libcrypto, which the TPM 2.0 reference simulator links) is missing; installing it with apt-get"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libssl-dev >/dev/null; }
 	@$(GO) mod download
 
 ## build: the three binaries into ./bin
