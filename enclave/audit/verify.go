@@ -192,6 +192,9 @@ func (v *Verifier) add(b []byte) error {
 		return v.fail(ErrParty, "entry names party %q, want %q", e.PartyID, v.party)
 	}
 	if e.Seq != want {
+		if e.Seq == want+1 {
+			return v.fail(ErrSequence, "got seq %d, want %d (entry %d missing, or entries reordered)", e.Seq, want, want)
+		}
 		if e.Seq > want {
 			return v.fail(ErrSequence, "got seq %d, want %d (entries %d to %d missing, or entries reordered)", e.Seq, want, want, e.Seq-1)
 		}

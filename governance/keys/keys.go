@@ -12,7 +12,11 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"math/big"
+
 	"fmt"
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 	"regexp"
 )
 
@@ -83,8 +87,11 @@ func Message(domain string, body []byte) []byte {
 	return append(m, body...)
 }
 
-// Verify checks sig over Message(domain, body). Errors wrap ErrBadSignature
-// and name the key.
+// Verify checks sig over Message(domain, body). Errors name the key; a
+// signature that does not verify wraps ErrBadSignature, a key that is
+// malformed or of an unknown algorithm fails too (without that sentinel).
+// ECDSA signatures must be low-S (s ≤ n/2), so each signed value has one
+// accepted signature and digests over signed bytes are not malleable.
 func (k PublicKey) Verify(domain string, body, sig []byte) error {
 	msg := Message(domain, body)
 	switch k.Algorithm {
@@ -98,7 +105,7 @@ func (k PublicKey) Verify(domain string, body, sig []byte) error {
 			return err
 		}
 		h := sha256.Sum256(msg)
-		if len(sig) <= 72 && ecdsa.VerifyASN1(pub, h[:], sig) {
+		if len(sig) <= 72 && lowS(pub, sig) && ecdsa.VerifyASN1(pub, h[:], sig) {
 			return nil
 		}
 	default:
@@ -123,4 +130,20 @@ func NewSet(ks []PublicKey) (Set, error) {
 		s[k.ID] = k
 	}
 	return s, nil
+}
+
+// lowS parses an ASN.1 ECDSA signature and reports whether s ≤ n/2.
+func lowS(pub *ecdsa.PublicKey, sig []byte) bool {
+	var r, sv *big.Int
+	in := cryptobyte.String(sig)
+	var inner cryptobyte.String
+	if !in.ReadASN1(&inner, asn1.SEQUENCE) || !in.Empty() {
+		return false
+	}
+	r, sv = new(big.Int), new(big.Int)
+	if !inner.ReadASN1Integer(r) || !inner.ReadASN1Integer(sv) || !inner.Empty() {
+		return false
+	}
+	half := new(big.Int).Rsh(pub.Curve.Params().N, 1)
+	return sv.Sign() > 0 && sv.Cmp(half) <= 0
 }
