@@ -39,6 +39,10 @@ type Manifest struct {
 	// DevRoots are PEM certificates of dev NSM roots. A dev attestation is
 	// accepted only from a root listed here; production manifests leave it empty.
 	DevRoots []string `json:"dev_roots,omitempty" cbor:"5,keyasint,omitempty"`
+	// Governance holds admins, approvers, clients and the genesis policy.
+	// A manifest without it has no signing requests governed by policy:
+	// its parties sign only through the ungoverned dev API, and say so.
+	Governance *Governance `json:"governance,omitempty" cbor:"6,keyasint,omitempty"`
 }
 
 // ManifestParty is one party's entry.
@@ -121,6 +125,11 @@ func (m *Manifest) Validate() error {
 			if p.Kind == "tpm" && (len(b) != 32 || idx > 23) {
 				return fmt.Errorf("api: manifest: tpm party %q: pcr%d must be a SHA-256 bank PCR 0..23 (32 bytes), got %d bytes", p.ID, idx, len(b))
 			}
+		}
+	}
+	if m.Governance != nil {
+		if _, err := m.Governance.Sets(); err != nil {
+			return err
 		}
 	}
 	return nil

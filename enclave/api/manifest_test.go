@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/sealsign/sealsign/governance/keys"
 )
 
 func TestManifestTPMParties(t *testing.T) {
@@ -70,5 +72,50 @@ func TestManifestAttestationPolicy(t *testing.T) {
 	m.DevRoots = []string{"not pem"}
 	if _, err := m.AttestationPolicy("a"); err == nil || !strings.Contains(err.Error(), "dev_roots[0] is not a PEM certificate") {
 		t.Fatalf("bad dev root: %v", err)
+	}
+}
+
+func TestManifestGovernance(t *testing.T) {
+	key := func(id string) keys.PublicKey {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		return keys.PublicKey{ID: id, Owner: id, Algorithm: keys.Ed25519, Key: pub}
+	}
+	a1, a2, ap, cl := key("admin-1"), key("admin-2"), key("approver-1"), key("client-1")
+	good := func() *Governance {
+		return &Governance{Admins: []keys.PublicKey{a1, a2}, AdminQuorum: 2, Approvers: []keys.PublicKey{ap},
+			Groups: map[string][]string{"treasury": {"approver-1"}}, Clients: []keys.PublicKey{cl}, Policy: []byte{1}}
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(g *Governance)
+		want   string
+	}{
+		{"valid", func(*Governance) {}, ""},
+		{"quorum of one", func(g *Governance) { g.AdminQuorum = 1 }, "admin quorum 1 of 2 admins invalid"},
+		{"quorum above admins", func(g *Governance) { g.AdminQuorum = 3 }, "admin quorum 3 of 2"},
+		{"no clients", func(g *Governance) { g.Clients = nil }, "names no client key"},
+		{"key in two roles", func(g *Governance) { g.Clients = []keys.PublicKey{a1} }, `key id "admin-1" is both`},
+		{"group member not an approver", func(g *Governance) { g.Groups = map[string][]string{"treasury": {"client-1"}} }, "governance groups"},
+		{"no genesis policy", func(g *Governance) { g.Policy = nil }, "no genesis policy"},
+		{"bad admin key", func(g *Governance) { g.Admins[0].Key = []byte{1, 2} }, "governance admins"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := good()
+			tt.mutate(g)
+			m := &Manifest{Version: 1, ClusterID: "c", Threshold: 1, Governance: g, Parties: []ManifestParty{
+				{ID: "a", Kind: "dev", PCRs: map[string]string{"0": strings.Repeat("ab", 48)}},
+				{ID: "b", Kind: "dev", PCRs: map[string]string{"0": strings.Repeat("ab", 48)}},
+			}}
+			err := m.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v; want an error containing %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -154,6 +154,9 @@ type StatusResponse struct {
 	// Peers are the peers whose attestation this enclave has verified, with
 	// the measurement it verified.
 	Peers []PeerStatus `cbor:"8,keyasint" json:"verified_peers"`
+	// PolicyVersion is the governance policy in force (0: the manifest has
+	// no governance).
+	PolicyVersion uint64 `cbor:"9,keyasint,omitempty" json:"policy_version"`
 }
 
 // PeerStatus is one verified peer.

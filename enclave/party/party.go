@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/attestation/peer"
+	"github.com/sealsign/sealsign/governance/policy"
 	"github.com/sealsign/sealsign/attestation/tpm"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/channel"
@@ -69,6 +70,7 @@ type Enclave struct {
 	peerDocs     map[string][]byte // party → hash of the doc its keys came from
 	peerStatus   map[string]api.PeerStatus
 	peerClocks   map[string]tpm.ClockInfo // party → TPM clock of the last evidence accepted
+	policies     *policy.Store            // nil when the manifest has no governance
 	shares       map[string]*loadedKey
 	shareErrs    map[string]string
 	sessions     map[string]*session.Session // proposal id → session
@@ -178,6 +180,15 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if _, err := m.DevRootCerts(); err != nil {
 		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
+	var policies *policy.Store
+	if m.Governance != nil {
+		// The genesis policy must carry the admin quorum's signatures,
+		// checked here, inside the enclave; an enclave that cannot verify
+		// its policy refuses to start (fail closed).
+		if policies, err = genesisPolicy(m, e.cfg.Clock()); err != nil {
+			return nil, api.Errorf(api.CodeBadRequest, "%v", err)
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.keys != nil {
@@ -190,7 +201,7 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, err
 	}
-	e.partyID, e.manifest, e.manifestHash, e.keys = req.PartyID, m, hash, keys
+	e.partyID, e.manifest, e.manifestHash, e.keys, e.policies = req.PartyID, m, hash, keys, policies
 	e.cfg.Log.Info("initialised", "party", req.PartyID, "cluster", m.ClusterID, "manifest", fmt.Sprintf("%x", hash[:8]))
 	return &api.InitResponse{Identity: keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
 }
@@ -347,6 +358,7 @@ func (e *Enclave) status() *api.StatusResponse {
 		Sessions:       len(e.sessions),
 		Measurement:    e.cfg.Measurement,
 		Peers:          peers,
+		PolicyVersion:  e.policyVersion(),
 	}
 }
 
