@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/attestation/peer"
-	"github.com/sealsign/sealsign/governance/policy"
 	"github.com/sealsign/sealsign/attestation/tpm"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
+	"github.com/sealsign/sealsign/governance/policy"
 	"github.com/sealsign/sealsign/hsm"
 )
 
