@@ -10,43 +10,31 @@ import (
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/sealsign/sealsign/governance/canon"
 )
 
-// Limits applied to every CBOR value decoded from untrusted bytes.
+// Limits applied to every CBOR value decoded from untrusted bytes (frames
+// carry more than governance documents, hence wider than canon's).
 const (
-	maxNesting       = 16
 	maxArrayElements = 1 << 16
 	maxMapPairs      = 1 << 12
 )
 
 var (
 	modesOnce sync.Once
-	encMode   cbor.EncMode
 	decMode   cbor.DecMode
 )
 
 func modes() (cbor.EncMode, cbor.DecMode) {
 	modesOnce.Do(func() {
 		var err error
-		encMode, err = cbor.CoreDetEncOptions().EncMode()
-		if err != nil {
-			panic(fmt.Sprintf("api: cbor encoder options: %v", err))
-		}
-		decMode, err = cbor.DecOptions{
-			DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-			IndefLength:       cbor.IndefLengthForbidden,
-			TagsMd:            cbor.TagsForbidden,
-			MaxNestedLevels:   maxNesting,
-			MaxArrayElements:  maxArrayElements,
-			MaxMapPairs:       maxMapPairs,
-			ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-			UTF8:              cbor.UTF8RejectInvalid,
-		}.DecMode()
+		decMode, err = canon.StrictDecMode(maxArrayElements, maxMapPairs)
 		if err != nil {
 			panic(fmt.Sprintf("api: cbor decoder options: %v", err))
 		}
 	})
-	return encMode, decMode
+	return canon.EncMode(), decMode
 }
 
 // Marshal encodes v with core deterministic CBOR (RFC 8949 §4.2.1), the

@@ -26,6 +26,29 @@ var (
 	decMode   cbor.DecMode
 )
 
+// EncMode is core deterministic CBOR encoding: the encoding of everything
+// sealsign signs or hashes (enclave/api uses it for its frames too).
+func EncMode() cbor.EncMode {
+	enc, _ := modes()
+	return enc
+}
+
+// StrictDecMode returns a strict decoder (duplicate keys, unknown fields,
+// indefinite lengths, tags and invalid UTF-8 refused, nesting bounded) with
+// the given bounds on array elements and map pairs.
+func StrictDecMode(maxArrayElements, maxMapPairs int) (cbor.DecMode, error) {
+	return cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		MaxNestedLevels:   maxNesting,
+		MaxArrayElements:  maxArrayElements,
+		MaxMapPairs:       maxMapPairs,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		UTF8:              cbor.UTF8RejectInvalid,
+	}.DecMode()
+}
+
 func modes() (cbor.EncMode, cbor.DecMode) {
 	modesOnce.Do(func() {
 		var err error
@@ -33,16 +56,7 @@ func modes() (cbor.EncMode, cbor.DecMode) {
 		if err != nil {
 			panic(fmt.Sprintf("canon: cbor encoder options: %v", err))
 		}
-		decMode, err = cbor.DecOptions{
-			DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-			IndefLength:       cbor.IndefLengthForbidden,
-			TagsMd:            cbor.TagsForbidden,
-			MaxNestedLevels:   maxNesting,
-			MaxArrayElements:  maxArrayElements,
-			MaxMapPairs:       maxMapPairs,
-			ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-			UTF8:              cbor.UTF8RejectInvalid,
-		}.DecMode()
+		decMode, err = StrictDecMode(maxArrayElements, maxMapPairs)
 		if err != nil {
 			panic(fmt.Sprintf("canon: cbor decoder options: %v", err))
 		}
