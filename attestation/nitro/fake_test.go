@@ -220,7 +220,7 @@ func TestFakeSurvivesStackMoves(t *testing.T) {
 		if n == 0 {
 			return int(pad[0])
 		}
-		return deep(n-1) + int(pad[n%256]&0)
+		return deep(n-1) + int(pad[n%256]) - int(byte(n)) // keeps pad live; adds 0
 	}
 	dev := newFakeDevice(t, func(fakeRequest) ([]byte, syscall.Errno) {
 		deep(2000) // ~0.5 MiB of frames

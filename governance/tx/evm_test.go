@@ -71,7 +71,7 @@ func TestEIP155KnownAnswer(t *testing.T) {
 	}
 
 	// And our own RFC 6979 signature over the digest is the same one.
-	own := signDigestECDSA(t, priv.D.Bytes(), s.Digests[0])
+	own := signDigestECDSA(t, crypto.FromECDSA(priv), s.Digests[0])
 	if !bytes.Equal(own.RS, rs) || own.RecoveryID != recid {
 		t.Fatalf("RFC 6979 signature %x/%d, want the EIP's %x/%d", own.RS, own.RecoveryID, rs, recid)
 	}
