@@ -40,6 +40,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/sealsign/sealsign/hsm/tpm/pcr"
 )
 
 // ErrDevice: the TPM failed a command or the AK is closed. Not a property
@@ -47,7 +49,7 @@ import (
 var ErrDevice = errors.New("tpm: tpm operation failed")
 
 // NumPCRs is the number of PCRs a PC Client TPM has; indices are 0..23.
-const NumPCRs = 24
+const NumPCRs = pcr.Num
 
 // MaxNonceSize bounds a quote's nonce (TPM2_Quote qualifyingData). Every
 // TPM accepts 32 bytes; hash a longer nonce with SHA-256 first.
@@ -211,7 +213,7 @@ func (a *AK) Quote(pcrs []int, nonce []byte) (*Quote, error) {
 			SignHandle:     tpm2.AuthHandle{Handle: a.handle, Name: a.name, Auth: tpm2.PasswordAuth(nil)},
 			QualifyingData: tpm2.TPM2BData{Buffer: nonce},
 			InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
-			PCRSelect:      sha256Selection(sel),
+			PCRSelect:      pcr.SHA256Selection(sel),
 		}.Execute(a.tpm)
 		if err != nil {
 			return nil, fmt.Errorf("tpm: TPM2_Quote: %w: %w", err, ErrDevice)
@@ -264,77 +266,18 @@ func signatureDER(sig *tpm2.TPMTSignature) ([]byte, error) {
 
 // normalizePCRs validates a PCR selection and returns it sorted.
 func normalizePCRs(pcrs []int) ([]int, error) {
-	if len(pcrs) == 0 {
-		return nil, errors.New("tpm: empty pcr selection: name at least one PCR")
-	}
-	s := slices.Clone(pcrs)
-	slices.Sort(s)
-	for i, p := range s {
-		if p < 0 || p >= NumPCRs {
-			return nil, fmt.Errorf("tpm: pcr index %d out of range 0..%d", p, NumPCRs-1)
-		}
-		if i > 0 && s[i-1] == p {
-			return nil, fmt.Errorf("tpm: pcr %d selected twice", p)
-		}
+	s, err := pcr.Normalize(pcrs)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: %w", err)
 	}
 	return s, nil
 }
 
-func pcrMask(pcrs []int) []byte {
-	m := make([]byte, NumPCRs/8)
-	for _, p := range pcrs {
-		m[p/8] |= 1 << (p % 8)
-	}
-	return m
-}
-
-func sha256Selection(pcrs []int) tpm2.TPMLPCRSelection {
-	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: tpm2.TPMAlgSHA256, PCRSelect: pcrMask(pcrs)}}}
-}
-
 // readPCRs reads the SHA-256 values of sorted pcrs, in that order.
-// TPM2_PCR_Read returns at most eight digests per call, so it loops.
 func readPCRs(t transport.TPM, pcrs []int) ([][]byte, error) {
-	got := make(map[int][]byte, len(pcrs))
-	for len(got) < len(pcrs) {
-		var rest []int
-		for _, p := range pcrs {
-			if got[p] == nil {
-				rest = append(rest, p)
-			}
-		}
-		rsp, err := tpm2.PCRRead{PCRSelectionIn: sha256Selection(rest)}.Execute(t)
-		if err != nil {
-			return nil, fmt.Errorf("tpm: TPM2_PCR_Read: %w: %w", err, ErrDevice)
-		}
-		k, progress := 0, false
-		for _, s := range rsp.PCRSelectionOut.PCRSelections {
-			for i := 0; i < 8*len(s.PCRSelect); i++ {
-				if s.PCRSelect[i/8]&(1<<(i%8)) == 0 {
-					continue
-				}
-				if k >= len(rsp.PCRValues.Digests) {
-					return nil, fmt.Errorf("tpm: TPM2_PCR_Read selected more PCRs than it returned values: %w", ErrDevice)
-				}
-				d := rsp.PCRValues.Digests[k].Buffer
-				k++
-				if s.Hash != tpm2.TPMAlgSHA256 || !slices.Contains(rest, i) || got[i] != nil {
-					continue
-				}
-				if len(d) != pcrSize {
-					return nil, fmt.Errorf("tpm: pcr %d has a %d-byte SHA-256 value: %w", i, len(d), ErrDevice)
-				}
-				got[i] = slices.Clone(d)
-				progress = true
-			}
-		}
-		if !progress {
-			return nil, fmt.Errorf("tpm: pcrs %v are not allocated in the TPM's SHA-256 bank: %w", rest, ErrDevice)
-		}
+	vals, err := pcr.Read(t, pcrs)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: %w: %w", err, ErrDevice)
 	}
-	out := make([][]byte, len(pcrs))
-	for i, p := range pcrs {
-		out[i] = got[p]
-	}
-	return out, nil
+	return vals, nil
 }

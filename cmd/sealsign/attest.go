@@ -771,9 +771,11 @@ func attestFetch(args []string, stdout, stderr io.Writer) int {
 	case mp.Kind == "nitro":
 		opts.Roots = attestation.AWSRoots()
 	default:
-		// A dev party's anchor is the dev root the manifest names: every
-		// enclave of the cluster trusts exactly those (party.peerIdentity).
-		opts.Roots, err = attestManifestRoots(m)
+		// A dev party's anchor is the dev root the manifest names: the
+		// same policy every enclave of the cluster applies to it.
+		var pol peer.Policy
+		pol, err = m.AttestationPolicy(id)
+		opts.Roots = pol.DevRoots
 		if err == nil && len(opts.Roots) == 0 {
 			err = fmt.Errorf("attest: party %q is of kind %q but manifest %s lists no dev_roots; pass --root", id, mp.Kind, *manifestPath)
 		}
@@ -797,16 +799,4 @@ func attestFetch(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func attestManifestRoots(m *api.Manifest) ([]*x509.Certificate, error) {
-	var roots []*x509.Certificate
-	for i, p := range m.DevRoots {
-		certs, err := attestParsePEMCerts([]byte(p))
-		if err != nil {
-			return nil, fmt.Errorf("attest: manifest dev_roots[%d]: %w", i, err)
-		}
-		roots = append(roots, certs...)
-	}
-	return roots, nil
 }

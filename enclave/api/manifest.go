@@ -189,14 +189,38 @@ func (m *Manifest) AttestationPolicy(id string) (peer.Policy, error) {
 	if !ok {
 		return peer.Policy{}, fmt.Errorf("api: manifest: %q is not a party of cluster %q (parties: %v)", id, m.ClusterID, m.PartyIDs())
 	}
+	var roots []*x509.Certificate
+	if p.Kind == peer.KindDev {
+		var err error
+		if roots, err = m.DevRootCerts(); err != nil {
+			return peer.Policy{}, err
+		}
+	}
+	return p.attestationPolicy(roots)
+}
+
+// AttestationPolicies are every party's AttestationPolicy, with the dev
+// roots and attestation keys parsed once: an enclave computes them when it
+// is initialised, not on each peer's attestation.
+func (m *Manifest) AttestationPolicies() (map[string]peer.Policy, error) {
+	roots, err := m.DevRootCerts()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]peer.Policy, len(m.Parties))
+	for _, p := range m.Parties {
+		if out[p.ID], err = p.attestationPolicy(roots); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (p ManifestParty) attestationPolicy(devRoots []*x509.Certificate) (peer.Policy, error) {
 	pol := peer.Policy{Kind: p.Kind, PCRs: p.PinnedPCRs()}
 	switch p.Kind {
 	case peer.KindDev:
-		roots, err := m.DevRootCerts()
-		if err != nil {
-			return peer.Policy{}, err
-		}
-		pol.DevRoots = roots
+		pol.DevRoots = devRoots
 	case peer.KindTPM:
 		ak, err := p.akPublic()
 		if err != nil {

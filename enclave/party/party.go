@@ -71,6 +71,7 @@ type Enclave struct {
 	peerStatus   map[string]api.PeerStatus
 	peerClocks   map[string]tpm.ClockInfo // party → TPM clock of the last evidence accepted
 	policies     *policy.Store            // nil when the manifest has no governance
+	peerPolicies map[string]peer.Policy   // party → what its attestation must prove (from the manifest)
 	shares       map[string]*loadedKey
 	shareErrs    map[string]string
 	sessions     map[string]*session.Session // proposal id → session
@@ -177,15 +178,16 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.DevRootCerts(); err != nil {
+	policies, err := m.AttestationPolicies()
+	if err != nil {
 		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
-	var policies *policy.Store
+	var governed *policy.Store
 	if m.Governance != nil {
 		// The genesis policy must carry the admin quorum's signatures,
 		// checked here, inside the enclave; an enclave that cannot verify
 		// its policy refuses to start (fail closed).
-		if policies, err = genesisPolicy(m, e.cfg.Clock()); err != nil {
+		if governed, err = genesisPolicy(m, e.cfg.Clock()); err != nil {
 			return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 		}
 	}
@@ -201,7 +203,7 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, err
 	}
-	e.partyID, e.manifest, e.manifestHash, e.keys, e.policies = req.PartyID, m, hash, keys, policies
+	e.partyID, e.manifest, e.manifestHash, e.keys, e.policies, e.peerPolicies = req.PartyID, m, hash, keys, governed, policies
 	e.cfg.Log.Info("initialised", "party", req.PartyID, "cluster", m.ClusterID, "manifest", fmt.Sprintf("%x", hash[:8]))
 	return &api.InitResponse{Identity: keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
 }
@@ -273,16 +275,17 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 		return nil, api.Errorf(api.CodeBadRequest, "party: %q is this party, not a peer", req.PartyID)
 	}
 	e.mu.Lock()
-	pol, perr := e.manifest.AttestationPolicy(req.PartyID)
+	pol, inManifest := e.peerPolicies[req.PartyID]
 	mh := e.manifestHash
 	now := e.cfg.Clock()
 	st := e.peerStatus[req.PartyID]
-	sameDoc := bytes.Equal(e.peerDocs[req.PartyID], docHash(req.Document))
+	dh := docHash(req.Document)
+	sameDoc := bytes.Equal(e.peerDocs[req.PartyID], dh)
 	known := sameDoc && (pol.Kind == peer.KindTPM || now.Sub(time.UnixMilli(st.DocTime)) < maxDocAge)
 	lastClock, haveClock := e.peerClocks[req.PartyID]
 	e.mu.Unlock()
-	if perr != nil {
-		return nil, api.Errorf(api.CodeBadRequest, "party: %v", perr)
+	if !inManifest {
+		return nil, api.Errorf(api.CodeBadRequest, "party: %q is not a party of cluster %q (parties: %s)", req.PartyID, e.manifest.ClusterID, strings.Join(e.manifest.PartyIDs(), ", "))
 	}
 	if known {
 		return nil, nil
@@ -317,7 +320,7 @@ func (e *Enclave) peerIdentity(_ context.Context, req *api.PeerIdentityRequest) 
 	}
 	e.mu.Lock()
 	e.peers[req.PartyID] = cp
-	e.peerDocs[req.PartyID] = docHash(req.Document)
+	e.peerDocs[req.PartyID] = dh
 	e.peerStatus[req.PartyID] = status
 	if v.TPMClock != nil {
 		e.peerClocks[req.PartyID] = *v.TPMClock

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -62,7 +63,7 @@ func openHardware(o Options, log *slog.Logger) (_ *hardware, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("enclave: measure own binary: %w", err)
 	}
-	var hw interface{ Read([]byte) (int, error) }
+	var hw io.Reader
 	var tp *tpm.TPM
 	if o.HSM != "" {
 		tok, err := pkcs11.Open(o.HSM)
@@ -87,10 +88,7 @@ func openHardware(o Options, log *slog.Logger) (_ *hardware, err error) {
 		if err := tp.ExtendPCR(MeasurePCR, self); err != nil {
 			return nil, err
 		}
-		pcrs := append([]int{MeasurePCR}, o.TPMSealPCRs...)
-		slices.Sort(pcrs)
-		pcrs = slices.Compact(pcrs)
-		if h.sealer, err = tp.Sealer(pcrs); err != nil {
+		if h.sealer, err = tp.Sealer(tpmPCRs(o)); err != nil {
 			return nil, err
 		}
 		hw = tp
@@ -126,8 +124,7 @@ func openHardware(o Options, log *slog.Logger) (_ *hardware, err error) {
 			return nil, err
 		}
 		h.closers = append(h.closers, ak.Close)
-		pcrs := append([]int{MeasurePCR}, o.TPMSealPCRs...)
-		if h.attester, err = attesttpm.NewAttester(ak, pcrs); err != nil {
+		if h.attester, err = attesttpm.NewAttester(ak, tpmPCRs(o)); err != nil {
 			return nil, err
 		}
 		h.kind, h.measurement = "tpm", self
@@ -145,6 +142,14 @@ func openHardware(o Options, log *slog.Logger) (_ *hardware, err error) {
 		h.kind, h.measurement = "dev", self
 	}
 	return h, nil
+}
+
+// tpmPCRs is a tpm party's policy selection, the same for sealing and for
+// quotes: MeasurePCR and the operator's further PCRs, sorted, each once.
+func tpmPCRs(o Options) []int {
+	pcrs := append([]int{MeasurePCR}, o.TPMSealPCRs...)
+	slices.Sort(pcrs)
+	return slices.Compact(pcrs)
 }
 
 // openTPM opens "simulator:SEEDFILE" (the in-process reference simulator:

@@ -22,13 +22,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/sealsign/sealsign/governance/canon"
 	"github.com/sealsign/sealsign/governance/keys"
+	"github.com/sealsign/sealsign/governance/request"
 )
 
 // Domains for the approval signature and the approval digest.
@@ -84,12 +84,6 @@ type wrapErr struct {
 func (e *wrapErr) Error() string { return e.msg }
 func (e *wrapErr) Unwrap() error { return e.base }
 
-var (
-	// requestIDPattern matches governance/request ids.
-	requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,64}$`)
-	namePattern      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
-)
-
 // Approval is one approver's decision about one request.
 //
 // Format 1. Append fields only; never renumber or reuse a CBOR key.
@@ -143,10 +137,10 @@ func (a *Approval) Validate() error {
 	if a.Format != FormatV1 {
 		return fmt.Errorf("%w: format %d unsupported, want %d", ErrMalformed, a.Format, FormatV1)
 	}
-	if !namePattern.MatchString(a.ClusterID) {
+	if !keys.ValidName(a.ClusterID) {
 		return fmt.Errorf("%w: cluster id %q invalid", ErrMalformed, a.ClusterID)
 	}
-	if !requestIDPattern.MatchString(a.RequestID) {
+	if !request.ValidID(a.RequestID) {
 		return fmt.Errorf("%w: request id %q invalid (want 16-64 of letters, digits, '_' and '-')", ErrMalformed, a.RequestID)
 	}
 	if a.RequestDigest == ([32]byte{}) {
@@ -155,7 +149,7 @@ func (a *Approval) Validate() error {
 	if a.PayloadHash == ([32]byte{}) {
 		return fmt.Errorf("%w: request %q: payload hash is zero", ErrMalformed, a.RequestID)
 	}
-	if !namePattern.MatchString(a.ApproverKeyID) {
+	if !keys.ValidName(a.ApproverKeyID) {
 		return fmt.Errorf("%w: approver key id %q invalid", ErrMalformed, a.ApproverKeyID)
 	}
 	if a.Decision != Approve && a.Decision != Reject {

@@ -31,6 +31,11 @@ var ErrBadSignature = errors.New("keys: signature does not verify")
 
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$`)
 
+// ValidName reports whether s is a well-formed governance name — a key id,
+// an owner, a cluster id: 1-64 of letters, digits, '.', '_', '@', '-',
+// starting with a letter or digit.
+func ValidName(s string) bool { return idPattern.MatchString(s) }
+
 // PublicKey is one named key. Owner is the person or system that holds it;
 // one owner may hold several keys (a client key and an approver key), and
 // rules such as "the initiator may not approve" compare owners, not keys.

@@ -95,9 +95,11 @@ var (
 	// kindPattern only bounds the kind's shape; the decoder in governance/tx
 	// refuses kinds it does not know.
 	kindPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	// namePattern bounds the cluster and threshold key ids.
-	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 )
+
+// ValidID reports whether id is a well-formed request id: 16-64 of
+// [A-Za-z0-9_-].
+func ValidID(id string) bool { return idPattern.MatchString(id) }
 
 // Request asks the enclave to sign Payload with the threshold key KeyID.
 //
@@ -142,13 +144,13 @@ func (r *Request) Validate() error {
 	if !idPattern.MatchString(r.ID) {
 		return fmt.Errorf("%w: id %q invalid (want 16-64 of letters, digits, '_' and '-')", ErrMalformed, r.ID)
 	}
-	if !namePattern.MatchString(r.ClusterID) {
+	if !keys.ValidName(r.ClusterID) {
 		return fmt.Errorf("%w: request %q: cluster id %q invalid", ErrMalformed, r.ID, r.ClusterID)
 	}
-	if !namePattern.MatchString(r.ClientKeyID) {
+	if !keys.ValidName(r.ClientKeyID) {
 		return fmt.Errorf("%w: request %q: client key id %q invalid", ErrMalformed, r.ID, r.ClientKeyID)
 	}
-	if !namePattern.MatchString(r.KeyID) {
+	if !keys.ValidName(r.KeyID) {
 		return fmt.Errorf("%w: request %q: key id %q invalid", ErrMalformed, r.ID, r.KeyID)
 	}
 	if !kindPattern.MatchString(string(r.Kind)) {

@@ -214,11 +214,11 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 	}
 	res.TwoOfThreeOK = true
 
+	rogue, err := rogueBinary(o.Dir, c.opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
 	if err := step("rogue_c", "restarting party c with a different enclave binary (an unapproved build)", func() error {
-		rogue, err := rogueBinary(o.Dir, c.opts.BinDir)
-		if err != nil {
-			return err
-		}
 		if err := c.Restart(ctx, "c", rogue); err != nil {
 			return err
 		}
@@ -235,10 +235,12 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	// a asks for the signature and c is already rogue: a tpm party among
+	// the others shows what its TPM does with the rogue build.
 	for _, p := range c.Parties {
 		if p.Kind == "tpm" && p.ID != "a" && p.ID != "c" {
 			if err := step("rogue_tpm", fmt.Sprintf("restarting tpm party %s with the unapproved build", p.ID), func() error {
-				return c.rogueTPM(ctx, a, p.ID, ecKey.ID, digest[:], res)
+				return c.rogueTPM(ctx, out, a, p.ID, rogue, ecKey.ID, digest[:], res)
 			}); err != nil {
 				return nil, err
 			}
@@ -250,8 +252,7 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 // rogueTPM restarts tpm party id with the rogue binary and checks both
 // defences: peers refuse its quote (naming the measured PCR), and its own
 // TPM refuses to unseal its shares, because the policy PCR now differs.
-func (c *Cluster) rogueTPM(ctx context.Context, a *client.Client, id, keyID string, digest []byte, res *DemoResult) error {
-	rogue := filepath.Join(c.Dir, "rogue-sealsign-enclave")
+func (c *Cluster) rogueTPM(ctx context.Context, out io.Writer, a *client.Client, id, rogue, keyID string, digest []byte, res *DemoResult) error {
 	if err := c.Restart(ctx, id, rogue); err != nil {
 		return err
 	}
@@ -264,7 +265,7 @@ func (c *Cluster) rogueTPM(ctx context.Context, a *client.Client, id, keyID stri
 		return fmt.Errorf("party %s's TPM unsealed its shares (%d keys loaded) under a changed measurement", id, len(h.Enclave.Keys))
 	}
 	res.TPMUnsealRefused, res.TPMUnsealMessage = true, h.Refused[0].Error
-	fmt.Fprintf(out(c), "  its own TPM refuses to unseal: %s\n", h.Refused[0].Error)
+	fmt.Fprintf(out, "  its own TPM refuses to unseal: %s\n", h.Refused[0].Error)
 	_, err = a.SignDigest(ctx, keyID, digest, "a", id)
 	if err == nil {
 		return fmt.Errorf("party a signed together with a tpm party whose measurement changed")
@@ -273,11 +274,9 @@ func (c *Cluster) rogueTPM(ctx context.Context, a *client.Client, id, keyID stri
 		return fmt.Errorf("refusal does not name pcr%d: %v", api.TPMMeasurePCR, err)
 	}
 	res.TPMChangedMeasurementRefused, res.TPMRefusalMessage = true, err.Error()
-	fmt.Fprintf(out(c), "  peers refuse it: %s\n", err)
+	fmt.Fprintf(out, "  peers refuse it: %s\n", err)
 	return nil
 }
-
-func out(c *Cluster) io.Writer { return c.opts.Progress }
 
 // rogueBinary copies the enclave binary with extra trailing bytes: it runs
 // the same, but measures differently.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealsign/sealsign/hsm"
+	"github.com/sealsign/sealsign/hsm/tpm/pcr"
 )
 
 // Sealed-data layout written by Sealer.Seal (all integers big-endian):
@@ -90,7 +91,7 @@ func gcmAAD(header, aad []byte) []byte {
 func (b *sealed) marshalHeader() []byte {
 	out := make([]byte, 0, maxHeaderSize)
 	out = append(out, sealVersion)
-	out = append(out, pcrMask(b.pcrs)...)
+	out = append(out, pcr.Mask(b.pcrs)...)
 	for _, v := range b.values {
 		out = append(out, v...)
 	}
@@ -190,7 +191,7 @@ func policyDigest(pcrs []int, values [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := tpm2.PolicyPCR{PcrDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)}, Pcrs: sha256Selection(pcrs)}
+	cmd := tpm2.PolicyPCR{PcrDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)}, Pcrs: pcr.SHA256Selection(pcrs)}
 	if err := cmd.Update(calc); err != nil {
 		return nil, err
 	}

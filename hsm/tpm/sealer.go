@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/sealsign/sealsign/hsm"
+	"github.com/sealsign/sealsign/hsm/tpm/pcr"
 )
 
 // Sealer seals under a PCR policy of its TPM, by envelope encryption: each
@@ -242,7 +243,7 @@ func (t *TPM) unsealKey(b *sealed, checkPCRs bool) ([]byte, error) {
 		}
 		defer tpm2.FlushContext{FlushHandle: loaded.ObjectHandle}.Execute(rw)
 
-		sel := sha256Selection(b.pcrs)
+		sel := pcr.SHA256Selection(b.pcrs)
 		policy := func(tp transport.TPM, h tpm2.TPMISHPolicy, _ tpm2.TPM2BNonce) error {
 			// An empty pcrDigest makes the TPM use the PCRs' current values;
 			// TPM2_Unseal then fails unless they give the object's policy.

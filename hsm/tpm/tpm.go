@@ -43,10 +43,12 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+
+	"github.com/sealsign/sealsign/hsm/tpm/pcr"
 )
 
 // NumPCRs is the number of PCRs a PC Client TPM has; indices are 0..23.
-const NumPCRs = 24
+const NumPCRs = pcr.Num
 
 // TPM is an open TPM 2.0. Its methods are safe for concurrent use; the TPM
 // runs one command at a time, and each operation (a seal, an unseal, a
@@ -292,80 +294,23 @@ func (t *TPM) ReadPCRs(pcrs []int) (map[int][]byte, error) {
 
 // normalizePCRs validates a PCR selection and returns it sorted.
 func normalizePCRs(pcrs []int) ([]int, error) {
-	if len(pcrs) == 0 {
-		return nil, classErrorf(ErrInvalidPCR, nil, "empty pcr selection: name at least one PCR")
-	}
-	s := slices.Clone(pcrs)
-	slices.Sort(s)
-	for i, p := range s {
-		if p < 0 || p >= NumPCRs {
-			return nil, classErrorf(ErrInvalidPCR, nil, "pcr index %d out of range 0..%d", p, NumPCRs-1)
-		}
-		if i > 0 && s[i-1] == p {
-			return nil, classErrorf(ErrInvalidPCR, nil, "pcr %d selected twice", p)
-		}
+	s, err := pcr.Normalize(pcrs)
+	if err != nil {
+		return nil, classErrorf(ErrInvalidPCR, err, "invalid pcr selection")
 	}
 	return s, nil
 }
 
-// pcrMask is the PC Client selection bitmap of sorted pcrs (3 bytes).
-func pcrMask(pcrs []int) []byte {
-	m := make([]byte, NumPCRs/8)
-	for _, p := range pcrs {
-		m[p/8] |= 1 << (p % 8)
-	}
-	return m
-}
-
-func sha256Selection(pcrs []int) tpm2.TPMLPCRSelection {
-	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: tpm2.TPMAlgSHA256, PCRSelect: pcrMask(pcrs)}}}
-}
-
 // readPCRs reads the SHA-256 values of sorted pcrs, in that order.
-// TPM2_PCR_Read returns at most eight digests per call, so it loops.
 func (t *TPM) readPCRs(rw transport.TPM, pcrs []int) ([][]byte, error) {
-	got := make(map[int][]byte, len(pcrs))
-	for len(got) < len(pcrs) {
-		var rest []int
-		for _, p := range pcrs {
-			if got[p] == nil {
-				rest = append(rest, p)
-			}
-		}
-		rsp, err := tpm2.PCRRead{PCRSelectionIn: sha256Selection(rest)}.Execute(rw)
-		if err != nil {
-			return nil, t.deviceError("TPM2_PCR_Read", err)
-		}
-		k, progress := 0, false
-		for _, s := range rsp.PCRSelectionOut.PCRSelections {
-			for i := 0; i < 8*len(s.PCRSelect); i++ {
-				if s.PCRSelect[i/8]&(1<<(i%8)) == 0 {
-					continue
-				}
-				if k >= len(rsp.PCRValues.Digests) {
-					return nil, classErrorf(ErrDevice, nil, "TPM %q: TPM2_PCR_Read selected more PCRs than it returned values", t.path)
-				}
-				d := rsp.PCRValues.Digests[k].Buffer
-				k++
-				if s.Hash != tpm2.TPMAlgSHA256 || !slices.Contains(rest, i) || got[i] != nil {
-					continue
-				}
-				if len(d) != sha256.Size {
-					return nil, classErrorf(ErrDevice, nil, "TPM %q: pcr %d has a %d-byte SHA-256 value", t.path, i, len(d))
-				}
-				got[i] = slices.Clone(d)
-				progress = true
-			}
-		}
-		if !progress {
-			return nil, classErrorf(ErrInvalidPCR, nil, "pcrs %v are not allocated in the SHA-256 bank of TPM %q", rest, t.path)
-		}
+	vals, err := pcr.Read(rw, pcrs)
+	if errors.Is(err, pcr.ErrInvalid) {
+		return nil, classErrorf(ErrInvalidPCR, err, "TPM %q", t.path)
 	}
-	out := make([][]byte, len(pcrs))
-	for i, p := range pcrs {
-		out[i] = got[p]
+	if err != nil {
+		return nil, classErrorf(ErrDevice, err, "TPM %q", t.path)
 	}
-	return out, nil
+	return vals, nil
 }
 
 // storageRoot returns the loaded SRK, creating it on first use.
