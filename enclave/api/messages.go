@@ -71,6 +71,9 @@ type NamedBlob struct {
 
 type RestoreRequest struct {
 	Blobs []NamedBlob `cbor:"1,keyasint"`
+	// AuditTail is the last audit entry the host holds (empty for a new
+	// log); the enclave continues the chain after it.
+	AuditTail []byte `cbor:"2,keyasint,omitempty"`
 }
 
 type RestoreResponse struct {
@@ -94,7 +97,11 @@ type ProposeRequest struct {
 	Algorithm string   `cbor:"2,keyasint"`
 	KeyID     string   `cbor:"3,keyasint,omitempty"` // sign only
 	Parties   []string `cbor:"4,keyasint"`           // keygen: all parties; sign: exactly t+1 signers
-	Message   []byte   `cbor:"5,keyasint,omitempty"` // sign: 32-byte digest (ECDSA) or message (EdDSA)
+	Message   []byte   `cbor:"5,keyasint,omitempty"` // ungoverned sign only (refused by a governed enclave)
+	// Governed sign: the client-signed request and the approvals gathered.
+	// The enclave decodes the payload and derives the digests itself.
+	Request   []byte   `cbor:"6,keyasint,omitempty"`
+	Approvals [][]byte `cbor:"7,keyasint,omitempty"`
 }
 
 type ProposeResponse struct {
@@ -124,6 +131,18 @@ type SessionResult struct {
 	Message    []byte   `cbor:"10,keyasint,omitempty" json:"message,omitempty"`
 	Threshold  int      `cbor:"11,keyasint" json:"threshold"`
 	Parties    []string `cbor:"12,keyasint" json:"parties"`
+	// Governed sign: the request, every digest signed in order with its
+	// signature and recovery id (Signature/RecoveryID/Message repeat the
+	// first), the verdict's policy version and rule, and the payload
+	// assembled with the signatures (a broadcast-ready EVM transaction, a
+	// finalized Bitcoin transaction; empty for raw digests).
+	RequestID     string   `cbor:"13,keyasint,omitempty" json:"request_id,omitempty"`
+	Digests       [][]byte `cbor:"14,keyasint,omitempty" json:"digests,omitempty"`
+	Signatures    [][]byte `cbor:"15,keyasint,omitempty" json:"signatures,omitempty"`
+	RecoveryIDs   []int    `cbor:"16,keyasint,omitempty" json:"recovery_ids,omitempty"`
+	PolicyVersion uint64   `cbor:"17,keyasint,omitempty" json:"policy_version,omitempty"`
+	RuleID        string   `cbor:"18,keyasint,omitempty" json:"rule_id,omitempty"`
+	Transaction   []byte   `cbor:"19,keyasint,omitempty" json:"transaction,omitempty"`
 }
 
 type DeliverRequest struct {

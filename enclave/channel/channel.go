@@ -67,6 +67,11 @@ func NewKeys(partyID string, rand io.Reader) (*Keys, error) {
 func (k *Keys) Public() api.Identity { return k.public }
 
 // Sign signs data under a domain-separation label.
+// AuditKey is the identity signing key, for the audit chain only (package
+// audit signs under its own domain, so its signatures never pass for
+// channel or proposal signatures). It stays inside the enclave.
+func (k *Keys) AuditKey() ed25519.PrivateKey { return k.sign }
+
 func (k *Keys) Sign(domain string, data []byte) []byte {
 	return ed25519.Sign(k.sign, labelled(domain, data))
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
-	"github.com/sealsign/sealsign/governance/policy"
 	"github.com/sealsign/sealsign/hsm"
 )
 
@@ -70,8 +69,9 @@ type Enclave struct {
 	peerDocs     map[string][]byte // party → hash of the doc its keys came from
 	peerStatus   map[string]api.PeerStatus
 	peerClocks   map[string]tpm.ClockInfo // party → TPM clock of the last evidence accepted
-	policies     *policy.Store            // nil when the manifest has no governance
+	gov          *governor                // nil when the manifest has no governance
 	peerPolicies map[string]peer.Policy   // party → what its attestation must prove (from the manifest)
+	govErr       string                   // why the sealed governance state could not be restored: no signing
 	shares       map[string]*loadedKey
 	shareErrs    map[string]string
 	sessions     map[string]*session.Session // proposal id → session
@@ -81,6 +81,9 @@ type Enclave struct {
 	parkedAt     map[string]time.Time
 	restored     bool
 	pool         *pool
+
+	auditMu sync.Mutex // held while an entry is signed and stored: one order
+	audit   auditLog
 }
 
 // New returns an uninitialised enclave; the host must call init.
@@ -147,6 +150,8 @@ func (e *Enclave) Handlers() map[string]api.Handler {
 		api.MethodRun:          decodeInto(e.run),
 		api.MethodDeliver:      decodeInto(e.deliver),
 		api.MethodStatus:       func(ctx context.Context, _ []byte) (any, error) { return e.status(), nil },
+		api.MethodEvaluate:     decodeInto(e.evaluateMethod),
+		api.MethodPolicyUpdate: decodeInto(e.policyUpdate),
 	}
 }
 
@@ -182,12 +187,12 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
-	var governed *policy.Store
+	var governed *governor
 	if m.Governance != nil {
 		// The genesis policy must carry the admin quorum's signatures,
 		// checked here, inside the enclave; an enclave that cannot verify
 		// its policy refuses to start (fail closed).
-		if governed, err = genesisPolicy(m, e.cfg.Clock()); err != nil {
+		if governed, err = newGovernor(m, e.cfg.Clock(), e.cfg.Rand); err != nil {
 			return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 		}
 	}
@@ -203,7 +208,7 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 	if err != nil {
 		return nil, err
 	}
-	e.partyID, e.manifest, e.manifestHash, e.keys, e.policies, e.peerPolicies = req.PartyID, m, hash, keys, governed, policies
+	e.partyID, e.manifest, e.manifestHash, e.keys, e.gov, e.peerPolicies = req.PartyID, m, hash, keys, governed, policies
 	e.cfg.Log.Info("initialised", "party", req.PartyID, "cluster", m.ClusterID, "manifest", fmt.Sprintf("%x", hash[:8]))
 	return &api.InitResponse{Identity: keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
 }
@@ -380,6 +385,7 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 		return nil, err
 	}
 	resp := &api.RestoreResponse{}
+	var govErr error
 	fail := func(name string, err error) {
 		resp.Failed = append(resp.Failed, api.BlobFailure{Name: name, Error: err.Error()})
 		e.cfg.Log.Warn("blob not restored", "blob", name, "err", err)
@@ -401,6 +407,15 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 			delete(e.shareErrs, keyID)
 			e.mu.Unlock()
 			resp.Loaded = append(resp.Loaded, b.Name)
+		case b.Name == governanceBlob:
+			if err := e.restoreGovernance(me, b.Blob); err != nil {
+				// Fail closed: without our sealed counters and policy we
+				// cannot tell what we already allowed.
+				govErr = err
+				fail(b.Name, err)
+				continue
+			}
+			resp.Loaded = append(resp.Loaded, b.Name)
 		case strings.HasPrefix(b.Name, preparamsBlobPrefix):
 			if err := e.pool.restore(me, b); err != nil {
 				fail(b.Name, err)
@@ -415,6 +430,16 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	first := !e.restored
 	e.restored = true
 	e.mu.Unlock()
+	if first {
+		e.auditMu.Lock()
+		e.audit.tail = req.AuditTail
+		e.auditMu.Unlock()
+		if govErr != nil {
+			e.mu.Lock()
+			e.govErr = govErr.Error()
+			e.mu.Unlock()
+		}
+	}
 	if first {
 		e.pool.start(me)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sealsign/sealsign/attestation/devnsm"
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/governance/tx"
 	"github.com/sealsign/sealsign/hsm/pkcs11"
 	"github.com/sealsign/sealsign/hsm/pkcs11/softhsm"
 )
@@ -32,6 +34,7 @@ type cluster struct {
 	hosts    map[string]*memHost
 	now      time.Time
 	nowMu    sync.Mutex
+	gov      *governance
 }
 
 type memHost struct {
@@ -39,6 +42,9 @@ type memHost struct {
 	me    string
 	mu    sync.Mutex
 	blobs map[string][]byte
+	audit [][]byte // entries in seq order
+	// auditDown makes audit appends fail (an unwritable store).
+	auditDown bool
 }
 
 func (h *memHost) Call(ctx context.Context, method string, req, resp any) error {
@@ -53,6 +59,17 @@ func (h *memHost) Call(ctx context.Context, method string, req, resp any) error 
 		h.mu.Lock()
 		delete(h.blobs, r.Name)
 		h.mu.Unlock()
+	case api.MethodAudit:
+		r := req.(api.AuditAppendRequest)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.auditDown {
+			return errors.New("memhost: audit store unwritable")
+		}
+		if r.Seq != uint64(len(h.audit))+1 {
+			return fmt.Errorf("memhost: audit entry %d after %d", r.Seq, len(h.audit))
+		}
+		h.audit = append(h.audit, r.Entry)
 	case api.MethodSend:
 		r := req.(api.SendRequest)
 		go h.c.encl[r.To].deliver(context.Background(), &api.DeliverRequest{Envelope: r.Envelope})
@@ -82,7 +99,8 @@ func newCluster(t *testing.T) *cluster {
 	}
 	c := &cluster{t: t, ca: ca, ids: []string{"a", "b", "c"}, encl: map[string]*Enclave{}, hosts: map[string]*memHost{}, now: time.Now(), pcr0: make([]byte, 48)}
 	rand.Read(c.pcr0)
-	m := api.Manifest{Version: 1, ClusterID: "test", Threshold: 1, DevRoots: []string{string(ca.CertPEM())}}
+	c.gov = newGovernance(t)
+	m := api.Manifest{Version: 1, ClusterID: "test", Threshold: 1, DevRoots: []string{string(ca.CertPEM())}, Governance: c.gov.section(t, "test", nil)}
 	for _, id := range c.ids {
 		m.Parties = append(m.Parties, api.ManifestParty{ID: id, Kind: "dev", PCRs: map[string]string{"0": hex.EncodeToString(c.pcr0)}})
 	}
@@ -137,9 +155,17 @@ func (c *cluster) start(id string, sealer interface {
 	for n, b := range h.blobs {
 		req.Blobs = append(req.Blobs, api.NamedBlob{Name: n, Blob: b})
 	}
+	if len(h.audit) > 0 {
+		req.AuditTail = h.audit[len(h.audit)-1]
+	}
 	if _, err := e.restore(ctx, &req); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// raw is a client-signed raw-digest request for keyID.
+func (c *cluster) raw(keyID string, msg []byte) []byte {
+	return c.gov.request(c.t, "test", keyID, tx.KindRaw, msg, c.clock())
 }
 
 // connect gives every enclave every peer's current attestation.
@@ -209,7 +235,7 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 	}
 	msg := []byte("transfer 5")
 	sign := func(coord string, parties ...string) (map[string]*api.SessionResult, map[string]error) {
-		return c.session(coord, api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: parties, Message: msg})
+		return c.session(coord, api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: parties, Request: c.raw(key.KeyID, msg)})
 	}
 	sres, errs := sign("b", "b", "c")
 	if len(errs) > 0 {
@@ -220,7 +246,7 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 	}
 
 	t.Run("replayed proposal", func(t *testing.T) {
-		prop, err := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Message: msg})
+		prop, err := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Request: c.raw(key.KeyID, msg)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,14 +255,16 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 		}
 		_, errs := c.runProposal(prop.Proposal, []string{"a", "b"})
 		for _, id := range []string{"a", "b"} {
-			if errs[id] == nil || !strings.Contains(errs[id].Error(), "already ran") {
+			// The request id is spent (request replay) and the proposal
+			// ran (proposal replay): either refusal stops it.
+			if errs[id] == nil || !(strings.Contains(errs[id].Error(), "already ran") || strings.Contains(errs[id].Error(), "request: replay")) {
 				t.Fatalf("%s: replay error = %v", id, errs[id])
 			}
 		}
 	})
 
 	t.Run("stale proposal", func(t *testing.T) {
-		prop, _ := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Message: msg})
+		prop, _ := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Request: c.raw(key.KeyID, msg)})
 		c.nowMu.Lock()
 		c.now = c.now.Add(10 * time.Minute)
 		c.nowMu.Unlock()
@@ -248,7 +276,7 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 	})
 
 	t.Run("forged proposal", func(t *testing.T) {
-		prop, _ := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Message: msg})
+		prop, _ := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Request: c.raw(key.KeyID, msg)})
 		prop.Proposal[len(prop.Proposal)-1] ^= 1 // signature byte
 		_, err := c.encl["b"].run(context.Background(), &api.RunRequest{Proposal: prop.Proposal})
 		if api.CodeOf(err) != api.CodeRejected || !strings.Contains(err.Error(), "signature") {
@@ -259,12 +287,14 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 	t.Run("bad requests", func(t *testing.T) {
 		ctx := context.Background()
 		for name, req := range map[string]api.ProposeRequest{
-			"unknown key":             {Kind: api.KindSign, KeyID: "nope", Parties: []string{"a", "b"}, Message: msg},
-			"three signers":           {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b", "c"}, Message: msg},
-			"stranger":                {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "z"}, Message: msg},
+			"unknown key":             {Kind: api.KindSign, KeyID: "nope", Parties: []string{"a", "b"}, Request: c.raw("nope", msg)},
+			"three signers":           {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b", "c"}, Request: c.raw(key.KeyID, msg)},
+			"stranger":                {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "z"}, Request: c.raw(key.KeyID, msg)},
+			"bare message":            {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Message: msg},
+			"request for another key": {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Request: c.raw("other-key", msg)},
 			"partial keygen":          {Kind: api.KindKeygen, Algorithm: api.AlgEdDSAEd25519, Parties: []string{"a", "b"}},
 			"unknown alg":             {Kind: api.KindKeygen, Algorithm: "rsa", Parties: []string{"a", "b", "c"}},
-			"without the coordinator": {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"b", "c"}, Message: msg},
+			"without the coordinator": {Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"b", "c"}, Request: c.raw(key.KeyID, msg)},
 		} {
 			if _, err := c.encl["a"].propose(ctx, &req); err == nil {
 				t.Errorf("%s: proposal accepted", name)

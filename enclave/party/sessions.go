@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/common"
 
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/enclave/audit"
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
 	"github.com/sealsign/sealsign/hsm"
@@ -56,8 +56,11 @@ func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.Prop
 			return nil, err
 		}
 		p.KeyID, p.Algorithm, p.Threshold = req.KeyID, k.rec.Algorithm, k.rec.Threshold
+		if err := e.governSign(me, req, p); err != nil {
+			return nil, err
+		}
 	}
-	if err := e.checkProposal(me, p); err != nil {
+	if _, err := e.checkProposal(me, p); err != nil {
 		return nil, err
 	}
 	body, err := api.Marshal(p)
@@ -83,8 +86,23 @@ func (e *Enclave) share(keyID string) (*loadedKey, error) {
 	return nil, api.Errorf(api.CodeNotFound, "party: key %q unknown on party %q", keyID, e.partyID)
 }
 
-// checkProposal applies this party's own rules to a proposal, whoever made it.
-func (e *Enclave) checkProposal(me string, p *session.Proposal) error {
+// checkProposal applies this party's own rules to a proposal, whoever made
+// it. For a signing proposal that includes its own policy verdict, returned.
+func (e *Enclave) checkProposal(me string, p *session.Proposal) (*evaluation, error) {
+	if err := e.checkProposalShape(me, p); err != nil {
+		return nil, err
+	}
+	if p.Kind != api.KindSign {
+		return nil, nil
+	}
+	if e.gov != nil {
+		e.gov.mu.Lock()
+		defer e.gov.mu.Unlock()
+	}
+	return e.checkGoverned(me, p)
+}
+
+func (e *Enclave) checkProposalShape(me string, p *session.Proposal) error {
 	if err := p.Check(); err != nil {
 		return api.Errorf(api.CodeBadRequest, "%v", err)
 	}
@@ -147,13 +165,13 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	if !coordinator.Verify(session.DomainProposal, sp.Body, sp.Signature) {
 		return nil, api.Errorf(api.CodeRejected, "party: proposal signature from coordinator %q invalid", p.Coordinator)
 	}
-	if err := e.checkProposal(me, p); err != nil {
-		return nil, err
-	}
 	now := e.cfg.Clock()
 	created := time.UnixMilli(p.CreatedMS)
 	if now.Sub(created) > e.cfg.ProposalMaxAge || created.Sub(now) > 30*time.Second {
 		return nil, api.Errorf(api.CodeRejected, "party: proposal created %s, outside the accepted window of %s", created.UTC().Format(time.RFC3339), e.cfg.ProposalMaxAge)
+	}
+	if _, err := e.checkProposal(me, p); err != nil {
+		return nil, err
 	}
 	peers := map[string]*channel.Peer{}
 	for _, id := range p.Parties {
@@ -167,7 +185,6 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 		peers[id] = pe
 	}
 
-	var proto protocol
 	var inactivity time.Duration
 	var pre *preParamsEntry
 	switch p.Kind {
@@ -200,67 +217,35 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 			return nil, err
 		}
 	}
-	done := make(chan struct{})
-	defer close(done)
+	var ev *evaluation
+	if p.Kind == api.KindSign {
+		// Past this point the request is spent on this party and recorded,
+		// whatever happens to the session.
+		if ev, err = e.admit(ctx, me, p); err != nil {
+			return nil, err
+		}
+	}
+	res := &api.SessionResult{
+		ProposalID: pid, PartyID: me, Kind: p.Kind,
+		Algorithm: p.Algorithm, KeyID: p.KeyID, Threshold: p.Threshold, Parties: p.Parties,
+	}
+	start := time.Now()
 	switch p.Kind {
 	case api.KindKeygen:
-		proto = keygenProtocol(p.Algorithm, pre.params(), done)
-	case api.KindSign:
-		k, err := e.share(p.KeyID)
+		done := make(chan struct{})
+		defer close(done)
+		out, sid, err := e.runSession(ctx, me, keys, peers, p, pid, keygenProtocol(p.Algorithm, pre.params(), done), inactivity, nil)
 		if err != nil {
 			return nil, err
 		}
-		proto = signProtocol(k, p.Message, done)
-	}
-	s := session.New(session.Config{
-		Me:         me,
-		Keys:       keys,
-		Peers:      peers,
-		Proposal:   p,
-		PID:        pid,
-		Send:       e.sender(ctx),
-		Build:      proto.build,
-		TypePrefix: proto.typePrefix,
-		Curve:      proto.curve,
-		Rand:       e.cfg.Rand,
-		Inactivity: inactivity,
-	})
-	e.mu.Lock()
-	e.sessions[string(pid)] = s
-	parked := e.parked[string(pid)]
-	delete(e.parked, string(pid))
-	e.mu.Unlock()
-	for _, env := range parked {
-		if err := s.Deliver(env); err != nil {
-			e.cfg.Log.Warn("parked envelope rejected", "from", env.Header.From, "err", err)
-		}
-	}
-	start := time.Now()
-	out, err := s.Run(ctx)
-	if err != nil {
-		e.cfg.Log.Warn("session failed", "kind", p.Kind, "key", p.KeyID, "err", err)
-		return nil, api.Errorf(api.CodeSession, "party %s: %s %s: %v", me, p.Kind, p.KeyID, err)
-	}
-	res := &api.SessionResult{
-		ProposalID: pid, SessionID: s.SessionID(), PartyID: me, Kind: p.Kind,
-		Algorithm: p.Algorithm, KeyID: p.KeyID, Threshold: p.Threshold, Parties: p.Parties,
-	}
-	switch p.Kind {
-	case api.KindKeygen:
+		res.SessionID = sid
 		if err := e.finishKeygen(ctx, me, p, out, res); err != nil {
 			return nil, err
 		}
 	case api.KindSign:
-		k, _ := e.share(p.KeyID)
-		sd, ok := out.(*common.SignatureData)
-		if !ok {
-			return nil, api.Errorf(api.CodeInternal, "party: unexpected signing output %T", out)
+		if err := e.signAll(ctx, me, keys, peers, p, pid, ev, res, inactivity); err != nil {
+			return nil, err
 		}
-		sig, recID, err := finishSignature(p.Algorithm, k.rec.PublicKey, p.Message, sd)
-		if err != nil {
-			return nil, api.Errorf(api.CodeSession, "%v", err)
-		}
-		res.PublicKey, res.Signature, res.RecoveryID, res.Message = k.rec.PublicKey, sig, recID, p.Message
 	}
 	e.cfg.Log.Info("session done", "kind", p.Kind, "key", p.KeyID, "alg", p.Algorithm, "ms", time.Since(start).Milliseconds())
 	return res, nil
@@ -288,6 +273,12 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	}
 	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobPrefix + p.KeyID, Blob: blob}}, nil); err != nil {
 		return api.Errorf(api.CodeUnavailable, "party: host did not store the sealed share of key %q: %v", p.KeyID, err)
+	}
+	if err := e.auditAppend(ctx, audit.TypeCeremony, audit.Ceremony{
+		Kind: "keygen", KeyID: p.KeyID, Parties: p.Parties, Threshold: uint64(p.Threshold), PublicKey: rec.PublicKey, Outcome: "done",
+		Detail: map[string]string{"algorithm": p.Algorithm},
+	}); err != nil {
+		return err
 	}
 	e.mu.Lock()
 	e.shares[p.KeyID] = k

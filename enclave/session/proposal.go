@@ -39,6 +39,32 @@ type Proposal struct {
 	Nonce       []byte   `cbor:"10,keyasint"`
 	CreatedMS   int64    `cbor:"11,keyasint"`
 	Manifest    []byte   `cbor:"12,keyasint"` // manifest hash
+	// Governed signing: the client-signed request and the approvals it
+	// carries, the policy version the coordinator evaluated it under and the
+	// digests it derived from the payload. Every party recomputes the
+	// digests and its own verdict and refuses unless both match (the same
+	// payload, the same policy version) and it allows. Message is empty.
+	Request       []byte   `cbor:"13,keyasint,omitempty"`
+	Approvals     [][]byte `cbor:"14,keyasint,omitempty"`
+	PolicyVersion uint64   `cbor:"15,keyasint,omitempty"`
+	Digests       [][]byte `cbor:"16,keyasint,omitempty"`
+}
+
+// MaxDigests bounds the digests one governed proposal signs (a PSBT signs
+// one per input).
+const MaxDigests = 64
+
+// Governed reports whether the proposal carries a client request.
+func (p *Proposal) Governed() bool { return len(p.Request) > 0 }
+
+// SubID is the proposal id of the i-th signing run of a proposal: the
+// proposal id itself for the first digest, a derived one for the others,
+// so each run's envelopes route to its own session.
+func SubID(pid []byte, i int) []byte {
+	if i == 0 {
+		return pid
+	}
+	return ProposalID(append(append([]byte("sub\x00"), pid...), byte(i>>8), byte(i)))
 }
 
 // SignedProposal carries the proposal's exact encoded bytes and the
@@ -97,20 +123,30 @@ func (p *Proposal) Check() error {
 	default:
 		return fmt.Errorf("session: unknown session kind %q", p.Kind)
 	}
-	switch p.Algorithm {
-	case api.AlgECDSASecp256k1:
-		if p.Kind == api.KindSign && len(p.Message) != MaxMessageECDSA {
-			return fmt.Errorf("session: ecdsa signing needs a 32-byte digest, got %d bytes", len(p.Message))
-		}
-	case api.AlgEdDSAEd25519:
-		if p.Kind == api.KindSign && (len(p.Message) == 0 || len(p.Message) > MaxMessageEdDSA) {
-			return fmt.Errorf("session: eddsa message is %d bytes, want 1 to %d", len(p.Message), MaxMessageEdDSA)
-		}
-	default:
+	if p.Algorithm != api.AlgECDSASecp256k1 && p.Algorithm != api.AlgEdDSAEd25519 {
 		return fmt.Errorf("session: unknown algorithm %q", p.Algorithm)
 	}
-	if p.Kind == api.KindKeygen && len(p.Message) != 0 {
-		return fmt.Errorf("session: keygen proposal carries a message")
+	if p.Kind == api.KindKeygen && (len(p.Message) != 0 || p.Governed() || len(p.Digests) != 0 || len(p.Approvals) != 0) {
+		return fmt.Errorf("session: keygen proposal carries a message or a request")
+	}
+	if p.Kind == api.KindSign {
+		msgs := [][]byte{p.Message}
+		if p.Governed() {
+			if len(p.Message) != 0 {
+				return fmt.Errorf("session: governed proposal carries a bare message too")
+			}
+			if len(p.Digests) == 0 || len(p.Digests) > MaxDigests {
+				return fmt.Errorf("session: governed proposal has %d digests, want 1 to %d", len(p.Digests), MaxDigests)
+			}
+			msgs = p.Digests
+		} else if len(p.Digests) != 0 || len(p.Approvals) != 0 {
+			return fmt.Errorf("session: proposal has digests or approvals but no request")
+		}
+		for _, m := range msgs {
+			if err := checkMessage(p.Algorithm, m); err != nil {
+				return err
+			}
+		}
 	}
 	if len(p.Nonce) != 32 {
 		return fmt.Errorf("session: proposal nonce is %d bytes, want 32", len(p.Nonce))
@@ -133,6 +169,20 @@ func (p *Proposal) Check() error {
 	}
 	if p.KeyID == "" || len(p.KeyID) > 64 {
 		return fmt.Errorf("session: key id empty or longer than 64 bytes")
+	}
+	return nil
+}
+
+func checkMessage(alg string, m []byte) error {
+	switch alg {
+	case api.AlgECDSASecp256k1:
+		if len(m) != MaxMessageECDSA {
+			return fmt.Errorf("session: ecdsa signing needs a 32-byte digest, got %d bytes", len(m))
+		}
+	case api.AlgEdDSAEd25519:
+		if len(m) == 0 || len(m) > MaxMessageEdDSA {
+			return fmt.Errorf("session: eddsa message is %d bytes, want 1 to %d", len(m), MaxMessageEdDSA)
+		}
 	}
 	return nil
 }

@@ -44,6 +44,11 @@ type Config struct {
 	// Inactivity aborts the session when no party makes progress for this
 	// long; the error names the parties still owed a message.
 	Inactivity time.Duration
+	// OnStart, if set, is called once the session id is fixed and before
+	// this party sends any protocol message; an error aborts the session.
+	// The enclave records the session in its audit log here, so no share
+	// leaves without its record being durable.
+	OnStart func(sessionID []byte) error
 }
 
 // Session is one protocol run.
@@ -328,6 +333,11 @@ func (r *runner) start() error {
 	r.s.sidMu.Lock()
 	r.s.sid = r.sid
 	r.s.sidMu.Unlock()
+	if r.cfg.OnStart != nil {
+		if err := r.cfg.OnStart(r.sid); err != nil {
+			return fmt.Errorf("session: not starting: %w", err)
+		}
+	}
 
 	var unsorted tss.UnSortedPartyIDs
 	for _, p := range r.cfg.Proposal.Parties {

@@ -31,6 +31,7 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	Body    []byte // the raw answer, for endpoints that explain a refusal in it
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -67,7 +68,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return &Error{Status: resp.StatusCode, Code: e.Code, Message: msg}
+		return &Error{Status: resp.StatusCode, Code: e.Code, Message: msg, Body: data}
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)
@@ -101,22 +102,6 @@ func (c *Client) Keys(ctx context.Context) ([]server.KeyJSON, error) {
 	var ks []server.KeyJSON
 	err := c.do(ctx, http.MethodGet, "/v1/keys", nil, &ks)
 	return ks, err
-}
-
-// SignDigest signs a 32-byte digest (ECDSA keys).
-func (c *Client) SignDigest(ctx context.Context, keyID string, digest []byte, signers ...string) (*server.SignResponse, error) {
-	return c.sign(ctx, keyID, server.SignRequest{Digest: hex.EncodeToString(digest), Signers: signers})
-}
-
-// SignMessage signs a message (EdDSA keys).
-func (c *Client) SignMessage(ctx context.Context, keyID string, msg []byte, signers ...string) (*server.SignResponse, error) {
-	return c.sign(ctx, keyID, server.SignRequest{Message: hex.EncodeToString(msg), Signers: signers})
-}
-
-func (c *Client) sign(ctx context.Context, keyID string, req server.SignRequest) (*server.SignResponse, error) {
-	var r server.SignResponse
-	err := c.do(ctx, http.MethodPost, "/v1/keys/"+keyID+"/sign", req, &r)
-	return &r, err
 }
 
 // Attestation fetches an attestation document bound to nonce.

@@ -1,0 +1,131 @@
+package api
+
+// Governed signing (DESIGN.md flow 4). A signing request is a client-signed
+// governance/request.Request; approvals are governance/approval signed
+// approvals. The enclave verifies both itself: the host only carries bytes.
+
+// Methods the host calls on the enclave for governance.
+const (
+	MethodEvaluate     = "evaluate"      // EvaluateRequest → Verdict: this party's verdict, no side effects
+	MethodPolicyUpdate = "policy_update" // PolicyUpdateRequest → PolicyUpdateResponse
+)
+
+// MethodAudit is called by the enclave on the host: AuditAppendRequest →
+// nil, replying only once the entry is durable.
+const MethodAudit = "audit_append"
+
+// EvaluateRequest asks for this party's verdict on a signed request and the
+// approvals gathered so far.
+type EvaluateRequest struct {
+	Request   []byte   `cbor:"1,keyasint"`
+	Approvals [][]byte `cbor:"2,keyasint,omitempty"`
+}
+
+// Verdict outcomes (governance/policy Outcome).
+const (
+	OutcomeAllow         = "allow"
+	OutcomeDeny          = "deny"
+	OutcomeNeedsApproval = "needs-approval"
+)
+
+// Verdict is one party's decision on a request, computed inside its enclave
+// from the payload it decoded itself.
+type Verdict struct {
+	PartyID       string `cbor:"1,keyasint" json:"party_id"`
+	RequestID     string `cbor:"2,keyasint" json:"request_id"`
+	RequestDigest []byte `cbor:"3,keyasint" json:"request_digest"`
+	PayloadHash   []byte `cbor:"4,keyasint" json:"payload_hash"`
+	PolicyVersion uint64 `cbor:"5,keyasint" json:"policy_version"`
+	Outcome       string `cbor:"6,keyasint" json:"outcome"`
+	// RuleID is the allowing rule (Outcome allow).
+	RuleID  string        `cbor:"7,keyasint,omitempty" json:"rule_id,omitempty"`
+	Denials []Denial      `cbor:"8,keyasint,omitempty" json:"denials,omitempty"`
+	Pending []PendingRule `cbor:"9,keyasint,omitempty" json:"pending,omitempty"`
+	Summary TxSummary     `cbor:"10,keyasint" json:"summary"`
+	// Approvals are the decisions that verified; Ignored the ones that did
+	// not (expired, another request, unknown key), each with its reason.
+	Approvals []ApprovalSeen `cbor:"11,keyasint,omitempty" json:"approvals,omitempty"`
+	Ignored   []ApprovalSeen `cbor:"12,keyasint,omitempty" json:"ignored_approvals,omitempty"`
+	// DecisionDigest is policy.Decision.Digest: equal on parties that
+	// decided alike.
+	DecisionDigest []byte `cbor:"13,keyasint" json:"decision_digest"`
+	KeyID          string `cbor:"14,keyasint" json:"key_id"`
+	ClientKeyID    string `cbor:"15,keyasint" json:"client_key_id"`
+	ExpiresAt      int64  `cbor:"16,keyasint" json:"expires_at"`
+}
+
+// Denial is one reason a request was not allowed (policy.Denial).
+type Denial struct {
+	Code    string `cbor:"1,keyasint" json:"code"`
+	RuleID  string `cbor:"2,keyasint,omitempty" json:"rule_id,omitempty"`
+	LimitID string `cbor:"3,keyasint,omitempty" json:"limit_id,omitempty"`
+	Clause  string `cbor:"4,keyasint,omitempty" json:"clause,omitempty"`
+	Detail  string `cbor:"5,keyasint,omitempty" json:"detail,omitempty"`
+}
+
+// PendingRule is an allow rule that matched but lacks approvals.
+type PendingRule struct {
+	RuleID string       `cbor:"1,keyasint" json:"rule_id"`
+	Logic  string       `cbor:"2,keyasint" json:"logic"`
+	Groups []GroupNeeds `cbor:"3,keyasint" json:"groups"`
+}
+
+// GroupNeeds is one approver group's progress toward its threshold.
+type GroupNeeds struct {
+	Group     string `cbor:"1,keyasint" json:"group"`
+	Threshold int    `cbor:"2,keyasint" json:"threshold"`
+	Have      int    `cbor:"3,keyasint" json:"have"`
+	Need      int    `cbor:"4,keyasint" json:"need"`
+	Excluded  int    `cbor:"5,keyasint,omitempty" json:"excluded_initiator,omitempty"`
+}
+
+// ApprovalSeen is one approval the enclave looked at.
+type ApprovalSeen struct {
+	ApproverKeyID string `cbor:"1,keyasint" json:"approver_key_id"`
+	Decision      string `cbor:"2,keyasint,omitempty" json:"decision,omitempty"`
+	Error         string `cbor:"3,keyasint,omitempty" json:"error,omitempty"`
+}
+
+// TxSummary is the decoded payload as policy saw it (tx.Summary), amounts
+// as decimal strings in base units.
+type TxSummary struct {
+	Kind      string       `cbor:"1,keyasint" json:"kind"`
+	Chain     string       `cbor:"2,keyasint,omitempty" json:"chain,omitempty"`
+	Method    string       `cbor:"3,keyasint" json:"method"`
+	Transfers []TxTransfer `cbor:"4,keyasint,omitempty" json:"transfers,omitempty"`
+	Fee       string       `cbor:"5,keyasint,omitempty" json:"fee,omitempty"`
+	Digests   [][]byte     `cbor:"6,keyasint" json:"digests"`
+}
+
+// TxTransfer is one value movement of a payload.
+type TxTransfer struct {
+	Action string `cbor:"1,keyasint" json:"action"`
+	Asset  string `cbor:"2,keyasint" json:"asset"`
+	To     string `cbor:"3,keyasint" json:"to"`
+	Amount string `cbor:"4,keyasint" json:"amount"`
+	Change bool   `cbor:"5,keyasint,omitempty" json:"change,omitempty"`
+}
+
+// PolicyUpdateRequest carries a policy.SignedPolicy encoding.
+type PolicyUpdateRequest struct {
+	Policy []byte `cbor:"1,keyasint"`
+}
+
+// PolicyUpdateResponse reports the party's policy state after an accepted
+// update.
+type PolicyUpdateResponse struct {
+	PartyID string `cbor:"1,keyasint" json:"party_id"`
+	// Accepted is the version just accepted; it takes effect at NotBefore
+	// (unix seconds).
+	Accepted  uint64 `cbor:"2,keyasint" json:"accepted_version"`
+	NotBefore int64  `cbor:"3,keyasint" json:"not_before"`
+	// Effective is the version in force now.
+	Effective uint64 `cbor:"4,keyasint" json:"effective_version"`
+}
+
+// AuditAppendRequest carries one audit.SignedEntry encoding; Seq is its
+// sequence number, so the host can refuse gaps and overwrites.
+type AuditAppendRequest struct {
+	Seq   uint64 `cbor:"1,keyasint"`
+	Entry []byte `cbor:"2,keyasint"`
+}
