@@ -398,8 +398,8 @@ const (
 // replay cache is not sealed: after a restart requests issued before the
 // boot are refused instead (newGovernor).
 type sealedGovernance struct {
-	Policies  []byte    `cbor:"1,keyasint"` // policy.Store
-	Velocity  []byte    `cbor:"2,keyasint"` // policy.VelocityState
+	Policies  []byte     `cbor:"1,keyasint"` // policy.Store
+	Velocity  []byte     `cbor:"2,keyasint"` // policy.VelocityState
 	AuditHead audit.Head `cbor:"3,keyasint"`
 	AuditSalt []byte     `cbor:"4,keyasint"`
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/audit"
 	"github.com/sealsign/sealsign/enclave/channel"
