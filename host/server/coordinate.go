@@ -63,55 +63,56 @@ func (s *Server) recordKey(r *api.SessionResult) store.Key {
 	return k
 }
 
-// Sign runs a threshold signing with exactly t+1 signers: the given ones,
-// or this party plus the first reachable others in manifest order.
-func (s *Server) Sign(ctx context.Context, keyID string, msg []byte, signers []string) (*api.SessionResult, error) {
-	k, err := s.cfg.Store.Key(keyID)
-	if err != nil {
-		return nil, err
-	}
+// signGoverned runs a threshold signing of a client-signed request among
+// signers (chooseSigners). Every signer's enclave decides for itself
+// whether to take part.
+func (s *Server) signGoverned(ctx context.Context, k store.Key, signers []string, docs map[string][]byte, signed []byte, approvals [][]byte) (*api.SessionResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, signDeadline)
 	defer cancel()
-	var docs map[string][]byte
-	if len(signers) > 0 {
-		signers = slices.Clone(signers)
-		sort.Strings(signers)
-		if !slices.Contains(signers, s.cfg.PartyID) {
-			return nil, api.Errorf(api.CodeBadRequest, "server: this host's party %q must be one of the signers (send the request to a signer's host)", s.cfg.PartyID)
-		}
-		if len(signers) != k.Threshold+1 {
-			return nil, api.Errorf(api.CodeBadRequest, "server: key %q needs exactly %d signers, got %d", keyID, k.Threshold+1, len(signers))
-		}
-		if docs, err = s.collectDocs(ctx, others(signers, s.cfg.PartyID), true); err != nil {
-			return nil, err
-		}
-	} else {
-		docs, err = s.collectDocs(ctx, others(k.Parties, s.cfg.PartyID), false)
-		if err != nil {
-			return nil, err
-		}
-		signers = []string{s.cfg.PartyID}
-		for _, p := range k.Parties {
-			if _, ok := docs[p]; ok && len(signers) < k.Threshold+1 {
-				signers = append(signers, p)
-			}
-		}
-		if len(signers) < k.Threshold+1 {
-			return nil, api.Errorf(api.CodeUnavailable, "server: only %d of the %d parties needed to sign key %q are reachable (%s)", len(signers), k.Threshold+1, keyID, strings.Join(signers, ", "))
-		}
-		sort.Strings(signers)
-	}
-	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindSign, Algorithm: k.Algorithm, KeyID: keyID, Parties: signers, Message: msg}, docs)
+	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindSign, Algorithm: k.Algorithm, KeyID: k.ID, Parties: signers, Request: signed, Approvals: approvals}, docs)
 	if err != nil {
 		return nil, err
 	}
 	mine := results[s.cfg.PartyID]
 	for p, r := range results {
-		if !bytes.Equal(r.Signature, mine.Signature) {
+		if !slices.EqualFunc(r.Signatures, mine.Signatures, bytes.Equal) || !bytes.Equal(r.Transaction, mine.Transaction) {
 			return nil, api.Errorf(api.CodeSession, "server: signers %s and %s produced different signatures", s.cfg.PartyID, p)
 		}
 	}
 	return mine, nil
+}
+
+// chooseSigners picks exactly t+1 signers — the given ones, or this party
+// plus the first reachable others in manifest order — and fetches their
+// attestation documents.
+func (s *Server) chooseSigners(ctx context.Context, k store.Key, signers []string) ([]string, map[string][]byte, error) {
+	if len(signers) > 0 {
+		signers = slices.Clone(signers)
+		sort.Strings(signers)
+		if !slices.Contains(signers, s.cfg.PartyID) {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "server: this host's party %q must be one of the signers (send the request to a signer's host)", s.cfg.PartyID)
+		}
+		if len(signers) != k.Threshold+1 {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "server: key %q needs exactly %d signers, got %d", k.ID, k.Threshold+1, len(signers))
+		}
+		docs, err := s.collectDocs(ctx, others(signers, s.cfg.PartyID), true)
+		return signers, docs, err
+	}
+	docs, err := s.collectDocs(ctx, others(k.Parties, s.cfg.PartyID), false)
+	if err != nil {
+		return nil, nil, err
+	}
+	signers = []string{s.cfg.PartyID}
+	for _, p := range k.Parties {
+		if _, ok := docs[p]; ok && len(signers) < k.Threshold+1 {
+			signers = append(signers, p)
+		}
+	}
+	if len(signers) < k.Threshold+1 {
+		return nil, nil, api.Errorf(api.CodeUnavailable, "server: only %d of the %d parties needed to sign key %q are reachable (%s)", len(signers), k.Threshold+1, k.ID, strings.Join(signers, ", "))
+	}
+	sort.Strings(signers)
+	return signers, docs, nil
 }
 
 func others(parties []string, me string) []string {

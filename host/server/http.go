@@ -20,11 +20,18 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/keys", s.createKey)
 	mux.HandleFunc("GET /v1/keys", s.listKeys)
 	mux.HandleFunc("GET /v1/keys/{id}", s.getKey)
-	mux.HandleFunc("POST /v1/keys/{id}/sign", s.sign)
+	mux.HandleFunc("POST /v1/requests", s.submitRequest)
+	mux.HandleFunc("GET /v1/requests", s.listRequests)
+	mux.HandleFunc("GET /v1/requests/{id}", s.getRequest)
+	mux.HandleFunc("POST /v1/requests/{id}/approvals", s.approveRequest)
+	mux.HandleFunc("POST /v1/policy", s.pushPolicy)
+	mux.HandleFunc("GET /v1/audit", s.getAudit)
 	mux.HandleFunc("GET /v1/attestation", s.attestation)
 	mux.HandleFunc("GET /v1/peer/identity", s.peerIdentity)
 	mux.HandleFunc("POST /v1/peer/run", s.peerRun)
 	mux.HandleFunc("POST /v1/peer/deliver", s.peerDeliver)
+	mux.HandleFunc("POST /v1/peer/evaluate", s.peerEvaluate)
+	mux.HandleFunc("POST /v1/peer/policy", s.peerPolicy)
 	return http.MaxBytesHandler(mux, 16<<20)
 }
 
@@ -134,58 +141,6 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, keyJSON(k))
-}
-
-// SignRequest is the body of POST /v1/keys/{id}/sign: exactly one of
-// Digest (32 bytes, hex; ECDSA) or Message (hex; EdDSA).
-type SignRequest struct {
-	Digest  string   `json:"digest,omitempty"`
-	Message string   `json:"message,omitempty"`
-	Signers []string `json:"signers,omitempty"`
-}
-
-// SignResponse is the answer to a signing request.
-type SignResponse struct {
-	KeyID      string   `json:"key_id"`
-	Algorithm  string   `json:"algorithm"`
-	PublicKey  string   `json:"public_key"`
-	Message    string   `json:"message"`
-	Signature  string   `json:"signature"`
-	RecoveryID *int     `json:"recovery_id,omitempty"`
-	Signers    []string `json:"signers"`
-	SessionID  string   `json:"session_id"`
-}
-
-func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
-	var req SignRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	if (req.Digest == "") == (req.Message == "") {
-		writeError(w, api.Errorf(api.CodeBadRequest, "server: give exactly one of digest or message"))
-		return
-	}
-	msg, err := hex.DecodeString(req.Digest + req.Message)
-	if err != nil {
-		writeError(w, api.Errorf(api.CodeBadRequest, "server: digest/message is not hex: %v", err))
-		return
-	}
-	res, err := s.Sign(r.Context(), r.PathValue("id"), msg, req.Signers)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	out := SignResponse{
-		KeyID: res.KeyID, Algorithm: res.Algorithm, PublicKey: hex.EncodeToString(res.PublicKey),
-		Message: hex.EncodeToString(res.Message), Signature: hex.EncodeToString(res.Signature),
-		Signers: res.Parties, SessionID: hex.EncodeToString(res.SessionID),
-	}
-	if res.Algorithm == api.AlgECDSASecp256k1 {
-		id := res.RecoveryID
-		out.RecoveryID = &id
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // AttestationResponse carries a document and the identity it commits to.

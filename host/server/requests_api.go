@@ -88,6 +88,7 @@ type PolicyPush struct {
 // PolicyPushResponse reports each party's answer to a policy update.
 type PolicyPushResponse struct {
 	Parties []PolicyPartyResult `json:"parties"`
+	Error   string              `json:"error,omitempty"` // set when any party refused
 }
 
 // PolicyPartyResult is one party's answer.

@@ -40,6 +40,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	restored api.RestoreResponse
+	reqLocks requestLocks
 }
 
 // New validates the configuration.
@@ -79,6 +80,7 @@ func (s *Server) AttachEnclave(ctx context.Context, rwc io.ReadWriteCloser) erro
 		api.MethodSend:   s.handleSend,
 		api.MethodStore:  s.handleStore,
 		api.MethodDelete: s.handleDelete,
+		api.MethodAudit:  s.handleAudit,
 	})
 	conn.OnBadFrame = func(err error) { s.cfg.Log.Error("bad frame from enclave", "err", err) }
 	s.enclave = conn
@@ -95,7 +97,11 @@ func (s *Server) AttachEnclave(ctx context.Context, rwc io.ReadWriteCloser) erro
 	if err != nil {
 		return err
 	}
-	req := api.RestoreRequest{}
+	tail, _, err := s.cfg.Store.AuditTail()
+	if err != nil {
+		return err
+	}
+	req := api.RestoreRequest{AuditTail: tail}
 	for name, b := range blobs {
 		req.Blobs = append(req.Blobs, api.NamedBlob{Name: name, Blob: b})
 	}

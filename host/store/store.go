@@ -17,8 +17,10 @@ import (
 )
 
 var (
-	bucketBlobs = []byte("blobs")
-	bucketKeys  = []byte("keys")
+	bucketBlobs    = []byte("blobs")
+	bucketKeys     = []byte("keys")
+	bucketAudit    = []byte("audit")
+	bucketRequests = []byte("requests")
 )
 
 // ErrNotFound is returned for a missing blob or key.
@@ -48,7 +50,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketBlobs, bucketKeys} {
+		for _, b := range [][]byte{bucketBlobs, bucketKeys, bucketAudit, bucketRequests} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
