@@ -2,21 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/host/client"
 	"github.com/sealsign/sealsign/host/devcluster"
 )
 
 func init() {
 	commands["key"] = keyMain
-	commands["sign"] = signMain
+	commands["gov-key"] = govKeyMain
 }
 
 const keyUsage = `Usage: sealsign key create|get|list [flags]
@@ -30,18 +28,6 @@ Flags: --host URL (default: party a of the dev appliance in --dir)
 Examples:
   sealsign key create --alg eddsa-ed25519
   sealsign key list --host http://127.0.0.1:7701
-`
-
-const signUsage = `Usage: sealsign sign --key KEYID (--digest HEX | --message HEX | --text STRING) [--signers a,b] [--host URL]
-
-Signs with t+1 parties. ECDSA keys sign a 32-byte digest (--text hashes the
-string with SHA-256); EdDSA keys sign the message itself. The output is JSON:
-the signature (64-byte r‖s, low-S, with recovery id, for ECDSA; R‖S for
-Ed25519), already verified by every signer and here again.
-
-Examples:
-  sealsign sign --key 3f2a… --text "pay 1 BTC"
-  sealsign sign --key 3f2a… --message 68656c6c6f --signers a,c
 `
 
 func hostClient(host, dir string) (*client.Client, error) {
@@ -110,80 +96,74 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func signMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, signUsage) }
-	host := fs.String("host", "", "host API URL")
-	dir := fs.String("dir", "", "dev appliance directory")
-	keyID := fs.String("key", "", "key id")
-	digestHex := fs.String("digest", "", "32-byte digest, hex (ECDSA)")
-	msgHex := fs.String("message", "", "message, hex (EdDSA)")
-	text := fs.String("text", "", "text: SHA-256 for ECDSA keys, the UTF-8 bytes for EdDSA keys")
-	signers := fs.String("signers", "", "comma-separated signer parties (default: chosen by the host)")
-	if err := fs.Parse(args); err != nil {
+const govKeyUsage = `Usage: sealsign gov-key create --id ID --owner OWNER [--alg ed25519|ecdsa-p256] --out FILE
+
+Creates a governance key: the key an admin signs policies with, an approver
+signs approvals with, or a client signs signing requests with. The private
+key is written to FILE (PEM PKCS#8 with Key-Id, Owner and Algorithm
+headers, mode 0600; an existing file is never replaced). The public key is
+printed as JSON, ready to paste into the manifest's governance section
+(admins, approvers or clients). OWNER is the person or system holding the
+key: rules such as "the initiator may not approve" compare owners.
+
+Flags:
+  --id ID       the key id the manifest lists (1-64 of letters, digits,
+                '.', '_', '@', '-')
+  --owner NAME  who holds it (same form)
+  --alg ALG     ed25519 (default) or ecdsa-p256
+  --out FILE    where to write the private key
+
+Examples:
+  sealsign gov-key create --id admin-1 --owner alice --out admin-1.key
+  sealsign gov-key create --id client-1 --owner payments --alg ecdsa-p256 --out client-1.key
+
+Exit codes: 0 ok, 1 failed, 2 usage.
+`
+
+func govKeyMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, govKeyUsage)
 		return 2
 	}
-	given := 0
-	for _, s := range []string{*digestHex, *msgHex, *text} {
-		if s != "" {
-			given++
-		}
-	}
-	if *keyID == "" || given != 1 {
-		fmt.Fprint(stderr, "sealsign: sign needs --key and exactly one of --digest, --message, --text\n\n"+signUsage)
-		return 2
-	}
-	cl, err := hostClient(*host, *dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "sealsign: %v\n", err)
-		return 1
-	}
-	ctx := context.Background()
-	k, err := cl.Key(ctx, *keyID)
-	if err != nil {
-		fmt.Fprintf(stderr, "sealsign: sign: %v\n", err)
-		return 1
-	}
-	var who []string
-	if *signers != "" {
-		who = strings.Split(*signers, ",")
-	}
-	ecdsa := k.Algorithm == "ecdsa-secp256k1"
-	var data []byte
-	switch {
-	case *text != "" && ecdsa:
-		d := sha256.Sum256([]byte(*text))
-		data = d[:]
-	case *text != "":
-		data = []byte(*text)
-	default:
-		data, err = hex.DecodeString(*digestHex + *msgHex)
-		if err != nil {
-			fmt.Fprintf(stderr, "sealsign: sign: not hex: %v\n", err)
-			return 2
-		}
-	}
-	if ecdsa {
-		r, err := cl.SignDigest(ctx, *keyID, data, who...)
-		if err == nil {
-			err = devcluster.VerifyECDSA(k.PublicKey, data, r.Signature, *r.RecoveryID)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "sealsign: sign: %v\n", err)
-			return 1
-		}
-		printJSON(stdout, r)
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, govKeyUsage)
 		return 0
+	case "create":
+	default:
+		fmt.Fprintf(stderr, "sealsign: gov-key: unknown verb %q\n\n%s", args[0], govKeyUsage)
+		return 2
 	}
-	r, err := cl.SignMessage(ctx, *keyID, data, who...)
-	if err == nil {
-		err = devcluster.VerifyEd25519(k.PublicKey, data, r.Signature)
+	fs := flag.NewFlagSet("gov-key create", flag.ContinueOnError)
+	id := fs.String("id", "", "key id")
+	owner := fs.String("owner", "", "key owner")
+	alg := fs.String("alg", keys.Ed25519, "ed25519 or ecdsa-p256")
+	out := fs.String("out", "", "private key file to write")
+	pos, err := parseFlags(fs, args[1:])
+	switch {
+	case err != nil:
+	case len(pos) != 0:
+		err = usagef("create takes no arguments, got %q", pos)
+	case !keys.ValidName(*id):
+		err = usagef("--id %q is not a key id (1-64 of letters, digits, '.', '_', '@', '-', starting with a letter or digit)", *id)
+	case !keys.ValidName(*owner):
+		err = usagef("--owner %q is not an owner name (1-64 of letters, digits, '.', '_', '@', '-', starting with a letter or digit)", *owner)
+	case *alg != keys.Ed25519 && *alg != keys.ECDSAP256:
+		err = usagef("--alg %q unsupported (want %s or %s)", *alg, keys.Ed25519, keys.ECDSAP256)
+	case *out == "":
+		err = usagef("--out FILE is required")
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "sealsign: sign: %v\n", err)
-		return 1
+		return usageExit("gov-key create", govKeyUsage, err, stdout, stderr)
 	}
-	printJSON(stdout, r)
+	k, err := keys.Generate(*id, *owner, *alg)
+	if err != nil {
+		return failExit("gov-key create", err, stderr)
+	}
+	if err := k.WriteFile(*out); err != nil {
+		return failExit("gov-key create", err, stderr)
+	}
+	fmt.Fprintf(stderr, "sealsign: wrote private key %q to %s (mode 0600); the public key follows\n", *id, *out)
+	printJSON(stdout, k.Public)
 	return 0
 }

@@ -19,8 +19,14 @@ Usage:
 Commands:
   demo                 run a whole three-party appliance in a temp directory
   dev up|down|status   keep a local three-party appliance running
-  key create|get|list  manage keys on a running appliance
-  sign                 sign a digest or message with a key
+  key create|get|list  manage threshold keys on a running appliance
+  gov-key create       create an admin, approver or client governance key
+  request              ask for a signature: a signed, policy-checked request
+  requests             list requests and what pending ones still need
+  approve ID, reject ID
+                       decide on a pending request, after checking it locally
+  policy sign|show|push
+                       sign, inspect and install governance policies
   eif describe|pcrs|build|sign|build-enclave
                        build, inspect and measure enclave image files
 
