@@ -25,8 +25,14 @@ a PCR policy and attests with TPM quotes),
 a 2-of-3 ECDSA secp256k1 and a 2-of-3 EdDSA Ed25519 key created by
 distributed key generation, signatures verified with implementations
 independent of tss-lib, a restart of every process from sealed shares,
-and a signature with one party stopped. Everything happens in a temporary
-directory that is removed at the end (unless --keep).
+a signature with one party stopped, parties with a changed build refused,
+and the governance story: every signature is a client-signed request that
+each signer decodes and judges under the admin-signed policy (within limits
+signed; over the limit pending until two approvers approve; a destination
+off the allowlist and a raw digest denied, naming the rule; the velocity
+limit tripping when counted; forged requests refused; policy updates without
+the admin quorum or rolling back refused by every party). Everything happens
+in a temporary directory that is removed at the end (unless --keep).
 
 Examples:
   sealsign demo

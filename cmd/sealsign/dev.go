@@ -26,7 +26,8 @@ Examples:
   sealsign dev up
   sealsign dev up --tpm-party b           # party b seals with a (simulated) TPM
   sealsign key create --alg ecdsa-secp256k1
-  sealsign sign --key KEYID --digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+  sealsign request --key KEYID --client-key .sealsign-dev/governance/treasury-app.key --evm 0x02f8…
+  sealsign requests --state pending
   sealsign dev status
   sealsign dev down
 `
@@ -55,6 +56,11 @@ func devMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.BinDir, "bin-dir", "", "directory with sealsign-host and sealsign-enclave")
 	fs.IntVar(&o.PreParamsPool, "preparams-pool", 2, "pre-parameter sets each enclave keeps ready")
 	fs.StringVar(&o.InsecurePreParamsFixture, "insecure-preparams-fixture", "", "use PUBLIC pre-parameter sets (tests only)")
+	fs.Func("policy-template", "genesis policy template (policy JSON; cluster_id, issued_at and not_before are filled in) for a new cluster; default: the dev policy; an existing cluster keeps its genesis", func(path string) error {
+		b, err := os.ReadFile(path)
+		o.PolicyJSON = b
+		return err
+	})
 	fs.Func("tpm-party", "make party ID a tpm party (TPM simulator sealing and quotes); repeatable; kept across restarts", func(id string) error {
 		if o.Kinds == nil {
 			o.Kinds = map[string]string{}

@@ -48,8 +48,13 @@ type Options struct {
 	// Kinds maps party ids to their kind: "dev" (default: SoftHSM sealing,
 	// dev NSM attestation) or "tpm" (TPM simulator sealing under a PCR
 	// policy, TPM quote attestation).
-	Kinds    map[string]string
-	Progress io.Writer
+	Kinds map[string]string
+	// PolicyJSON is the genesis policy template (default: policy.json in
+	// this package): a policy JSON document whose cluster_id, issued_at
+	// and not_before are set when the cluster is first created. Later Ups
+	// keep the genesis signed then.
+	PolicyJSON []byte
+	Progress   io.Writer
 }
 
 // PartyState is one running party.
@@ -135,9 +140,11 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// Up creates what is missing in o.Dir (CA, tokens, PINs, manifest) and
-// starts every party, waiting until each answers its health check. Existing
-// tokens and stores are reused, so Up after Down restarts from sealed state.
+// Up creates what is missing in o.Dir (CA, tokens, PINs, governance keys
+// and genesis policy, manifest) and starts every party, waiting until each
+// answers its health check. Existing tokens, stores and governance are
+// reused, so Up after Down restarts from sealed state under the same
+// manifest. Signing is governed: see GovernanceKey for the keys.
 func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -189,7 +196,15 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Dir: o.Dir, Manifest: filepath.Join(o.Dir, "manifest.json"), opts: o}
-	m := api.Manifest{Version: 1, ClusterID: "dev-" + filepath.Base(o.Dir), Threshold: o.Threshold, DevRoots: []string{string(rootPEM)}}
+	tmpl := o.PolicyJSON
+	if tmpl == nil {
+		tmpl = defaultPolicyTemplate
+	}
+	gov, err := prepareGovernance(o.Dir, clusterID(o.Dir), tmpl, time.Now(), o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	m := api.Manifest{Version: 1, ClusterID: clusterID(o.Dir), Threshold: o.Threshold, DevRoots: []string{string(rootPEM)}, Governance: gov}
 	ports, err := freePorts(len(o.Parties))
 	if err != nil {
 		return nil, err

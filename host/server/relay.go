@@ -9,6 +9,7 @@ import (
 	"github.com/sealsign/sealsign/enclave/api"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,6 +83,9 @@ type peerError struct {
 }
 
 func (e *peerError) Error() string {
+	if strings.HasPrefix(e.msg, "party "+e.peer+":") || strings.HasPrefix(e.msg, "party "+e.peer+" ") {
+		return e.msg // the peer's enclave named itself already
+	}
 	return fmt.Sprintf("party %s: %s", e.peer, e.msg)
 }
 

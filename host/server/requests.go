@@ -190,6 +190,9 @@ func (s *Server) process(ctx context.Context, st *RequestStatus, signers []strin
 	defer cancel()
 	signers, docs, err := s.chooseSigners(ctx, k, signers)
 	if err != nil {
+		if api.CodeOf(err) == api.CodeBadRequest {
+			return err // the request names an impossible signer set
+		}
 		st.State, st.Error = StateFailed, err.Error()
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -19,8 +20,10 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/governance/tx"
 	"github.com/sealsign/sealsign/host/client"
 	"github.com/sealsign/sealsign/host/devcluster"
+	"github.com/sealsign/sealsign/host/server"
 	"github.com/sealsign/sealsign/host/store"
 )
 
@@ -57,16 +60,79 @@ func shortDir(t *testing.T) string {
 	return d
 }
 
+// permissivePolicy lets every key sign raw digests: these tests are about
+// keys, shares, sealing and attestation, not policy (TestDemoJSON covers
+// the dev cluster's policy).
+const permissivePolicy = `{
+  "format": 1,
+  "version": 1,
+  "rules": [
+    {"id": "allow-raw", "description": "e2e: any raw digest on any key", "effect": "allow", "condition": "request.kind == 'raw-digest'"}
+  ]
+}`
+
 func up(t *testing.T, dir string) *devcluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := devcluster.Up(ctx, devcluster.Options{Dir: dir, BinDir: binDir(t), PreParamsPool: 1, PreParamsNoRefill: true, InsecurePreParamsFixture: fixture(t)})
+	c, err := devcluster.Up(ctx, devcluster.Options{Dir: dir, BinDir: binDir(t), PreParamsPool: 1, PreParamsNoRefill: true, InsecurePreParamsFixture: fixture(t),
+		PolicyJSON: []byte(permissivePolicy)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Down() })
 	return c
+}
+
+// signRaw has cl sign payload with keyID through a raw-digest request from
+// the dev cluster's treasury-app client. An error carries every reason the
+// host and the parties gave.
+func signRaw(t *testing.T, c *devcluster.Cluster, cl *client.Client, keyID string, payload []byte, signers ...string) (*server.SignResult, error) {
+	t.Helper()
+	k, err := c.GovernanceKey("treasury-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := client.NewRequest(k, c.ClusterID(), keyID, tx.KindRaw, payload, 5*time.Minute, signers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cl.Submit(context.Background(), req)
+	if err != nil {
+		return nil, &requestFailure{err: err, text: failureText(st, err)}
+	}
+	if st.State != server.StateSigned || st.Result == nil || len(st.Result.Signatures) != 1 {
+		return nil, &requestFailure{err: fmt.Errorf("request %s is %s, want signed", st.RequestID, st.State), text: failureText(st, nil)}
+	}
+	return st.Result, nil
+}
+
+// requestFailure keeps the original error (for errors.As) and says
+// everything the answer explained.
+type requestFailure struct {
+	err  error
+	text string
+}
+
+func (e *requestFailure) Error() string { return e.text }
+func (e *requestFailure) Unwrap() error { return e.err }
+
+func failureText(st *server.RequestStatus, err error) string {
+	var parts []string
+	if err != nil {
+		parts = append(parts, err.Error())
+	}
+	if st != nil {
+		if st.Error != "" && (err == nil || !strings.Contains(err.Error(), st.Error)) {
+			parts = append(parts, st.Error)
+		}
+		for _, v := range st.Verdicts {
+			for _, d := range v.Denials {
+				parts = append(parts, fmt.Sprintf("party %s: %s %s %s %s", v.PartyID, d.Code, d.RuleID, d.Clause, d.Detail))
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // TestAppliance is the acceptance story: keygen, sign, verify independently,
@@ -94,34 +160,37 @@ func TestAppliance(t *testing.T) {
 	}
 	digest := sha256.Sum256([]byte("e2e"))
 	msg := []byte("e2e eddsa message")
-	signBoth := func(cl *client.Client, signers ...string) {
+	signBoth := func(c *devcluster.Cluster, cl *client.Client, signers ...string) {
 		t.Helper()
-		r, err := cl.SignDigest(ctx, ec.ID, digest[:], signers...)
+		r, err := signRaw(t, c, cl, ec.ID, digest[:], signers...)
 		if err != nil {
 			t.Fatalf("ecdsa sign %v: %v", signers, err)
 		}
-		if err := devcluster.VerifyECDSA(ec.PublicKey, digest[:], r.Signature, *r.RecoveryID); err != nil {
+		if len(r.RecoveryIDs) != 1 {
+			t.Fatalf("ecdsa result has recovery ids %v, want one", r.RecoveryIDs)
+		}
+		if err := devcluster.VerifyECDSA(ec.PublicKey, digest[:], r.Signatures[0], r.RecoveryIDs[0]); err != nil {
 			t.Fatal(err)
 		}
-		r2, err := cl.SignMessage(ctx, ed.ID, msg, signers...)
+		r2, err := signRaw(t, c, cl, ed.ID, msg, signers...)
 		if err != nil {
 			t.Fatalf("eddsa sign %v: %v", signers, err)
 		}
-		if err := devcluster.VerifyEd25519(ed.PublicKey, msg, r2.Signature); err != nil {
+		if err := devcluster.VerifyEd25519(ed.PublicKey, msg, r2.Signatures[0]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	signBoth(a)
-	signBoth(c.Client("c"), "b", "c")
+	signBoth(c, a)
+	signBoth(c, c.Client("c"), "b", "c")
 
 	// Wrong requests get precise errors.
-	if _, err := a.SignDigest(ctx, ec.ID, []byte{1, 2, 3}); !isAPIError(err, 400, "32-byte digest") {
+	if _, err := signRaw(t, c, a, ec.ID, []byte{1, 2, 3}); err == nil || !strings.Contains(err.Error(), "32-byte digest") {
 		t.Fatalf("short digest: %v", err)
 	}
-	if _, err := a.SignDigest(ctx, "nope", digest[:]); !isAPIError(err, 404, "") {
+	if _, err := signRaw(t, c, a, "nope", digest[:]); !isAPIError(err, 404, "") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	if _, err := a.SignDigest(ctx, ec.ID, digest[:], "a", "b", "c"); !isAPIError(err, 400, "exactly 2 signers") {
+	if _, err := signRaw(t, c, a, ec.ID, digest[:], "a", "b", "c"); !isAPIError(err, 400, "exactly 2 signers") {
 		t.Fatalf("three signers: %v", err)
 	}
 	if _, err := a.CreateKey(ctx, "rsa-4096"); !isAPIError(err, 400, "unsupported") {
@@ -137,14 +206,14 @@ func TestAppliance(t *testing.T) {
 			t.Fatalf("party %s after restart: %+v, %v", p.ID, h, err)
 		}
 	}
-	signBoth(c.Client("a"), "a", "c")
+	signBoth(c, c.Client("a"), "a", "c")
 
 	// One party down: the other two sign.
 	if err := c.Stop("c"); err != nil {
 		t.Fatal(err)
 	}
-	signBoth(c.Client("a"))
-	if _, err := c.Client("a").SignDigest(ctx, ec.ID, digest[:], "a", "c"); err == nil || !strings.Contains(err.Error(), "c") {
+	signBoth(c, c.Client("a"))
+	if _, err := signRaw(t, c, c.Client("a"), ec.ID, digest[:], "a", "c"); err == nil || !strings.Contains(err.Error(), "c") {
 		t.Fatalf("signing with a stopped party: %v", err)
 	}
 	c.Down()
@@ -168,11 +237,11 @@ func TestAppliance(t *testing.T) {
 	if e := refused["share/"+ed.ID]; !strings.Contains(e, `"b"`) || !strings.Contains(e, `"a"`) {
 		t.Fatalf("swapped blob: refusal %q, want it to name parties b and a", e)
 	}
-	if _, err := c.Client("a").SignDigest(ctx, ec.ID, digest[:], "a", "b"); err == nil || !strings.Contains(err.Error(), "not usable on party") {
+	if _, err := signRaw(t, c, c.Client("a"), ec.ID, digest[:], "a", "b"); err == nil || !strings.Contains(err.Error(), "not usable on party") {
 		t.Fatalf("signing with a tampered share: %v, want a refusal", err)
 	}
 	// b and c still hold good shares.
-	signBoth(c.Client("b"), "b", "c")
+	signBoth(c, c.Client("b"), "b", "c")
 }
 
 func isAPIError(err error, status int, contains string) bool {
