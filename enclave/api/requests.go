@@ -1,5 +1,10 @@
 package api
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Governed signing (DESIGN.md flow 4). A signing request is a client-signed
 // governance/request.Request; approvals are governance/approval signed
 // approvals. The enclave verifies both itself: the host only carries bytes.
@@ -128,4 +133,38 @@ type PolicyUpdateResponse struct {
 type AuditAppendRequest struct {
 	Seq   uint64 `cbor:"1,keyasint"`
 	Entry []byte `cbor:"2,keyasint"`
+}
+
+// String is one line naming the rule, code, limit, clause and detail.
+func (d Denial) String() string {
+	s := d.Code
+	if d.RuleID != "" {
+		s = "rule " + d.RuleID + ": " + s
+	}
+	if d.LimitID != "" {
+		s += " (limit " + d.LimitID + ")"
+	}
+	if d.Clause != "" {
+		s += ": " + d.Clause
+	}
+	if d.Detail != "" {
+		s += ": " + d.Detail
+	}
+	return s
+}
+
+// Explain is one line naming every reason of a verdict that is not allow.
+func (v *Verdict) Explain() string {
+	var parts []string
+	for _, d := range v.Denials {
+		parts = append(parts, d.String())
+	}
+	for _, p := range v.Pending {
+		var gs []string
+		for _, g := range p.Groups {
+			gs = append(gs, fmt.Sprintf("%s has %d of %d, needs %d more", g.Group, g.Have, g.Threshold, g.Need))
+		}
+		parts = append(parts, fmt.Sprintf("rule %s awaits approvals (%s)", p.RuleID, strings.Join(gs, " "+p.Logic+" ")))
+	}
+	return fmt.Sprintf("party %s: request %s %s under policy v%d: %s", v.PartyID, v.RequestID, v.Outcome, v.PolicyVersion, strings.Join(parts, "; "))
 }

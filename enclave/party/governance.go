@@ -227,37 +227,9 @@ func summaryJSON(s tx.Summary) api.TxSummary {
 	return out
 }
 
-// verdictError explains a verdict that is not allow, naming every reason.
+// verdictError refuses a verdict that is not allow, naming every reason.
 func verdictError(v *api.Verdict) error {
-	var parts []string
-	for _, d := range v.Denials {
-		parts = append(parts, denialText(d))
-	}
-	for _, p := range v.Pending {
-		var gs []string
-		for _, g := range p.Groups {
-			gs = append(gs, fmt.Sprintf("%s %d of %d (%d more)", g.Group, g.Have, g.Threshold, g.Need))
-		}
-		parts = append(parts, fmt.Sprintf("rule %s awaits approvals: %s", p.RuleID, strings.Join(gs, " "+p.Logic+" ")))
-	}
-	return api.Errorf(api.CodeRejected, "party %s: request %s %s under policy v%d: %s", v.PartyID, v.RequestID, v.Outcome, v.PolicyVersion, strings.Join(parts, "; "))
-}
-
-func denialText(d api.Denial) string {
-	s := d.Code
-	if d.RuleID != "" {
-		s = "rule " + d.RuleID + ": " + s
-	}
-	if d.LimitID != "" {
-		s += " (limit " + d.LimitID + ")"
-	}
-	if d.Clause != "" {
-		s += ": " + d.Clause
-	}
-	if d.Detail != "" {
-		s += ": " + d.Detail
-	}
-	return s
+	return api.Errorf(api.CodeRejected, "%s", v.Explain())
 }
 
 // evaluateMethod answers the host's question "what would you decide?"

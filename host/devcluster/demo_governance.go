@@ -473,7 +473,7 @@ func policyRefusals(r *server.PolicyPushResponse) string {
 	var parts []string
 	for _, p := range r.Parties {
 		if p.Error != "" {
-			parts = append(parts, fmt.Sprintf("party %s: %s", p.PartyID, p.Error))
+			parts = append(parts, named(p.PartyID, p.Error))
 		} else {
 			parts = append(parts, fmt.Sprintf("party %s: accepted v%d, effective v%d", p.PartyID, p.Accepted, p.Effective))
 		}
@@ -483,8 +483,16 @@ func policyRefusals(r *server.PolicyPushResponse) string {
 
 func printRefusals(d *demo, m map[string]string) {
 	for _, id := range slices.Sorted(maps.Keys(m)) {
-		fmt.Fprintf(d.out, "    party %s: %s\n", id, m[id])
+		fmt.Fprintf(d.out, "    %s\n", named(id, m[id]))
 	}
+}
+
+// named prefixes a party's message with its id unless the enclave did.
+func named(id, msg string) string {
+	if strings.HasPrefix(msg, "party "+id+":") {
+		return msg
+	}
+	return "party " + id + ": " + msg
 }
 
 // wantDenied checks that a request was denied with a reason of code (for

@@ -179,7 +179,7 @@ func (s *Server) process(ctx context.Context, st *RequestStatus, signers []strin
 	st.Verdicts = []api.Verdict{own}
 	st.PayloadHash, st.PolicyVersion, st.Error = hex.EncodeToString(own.PayloadHash), own.PolicyVersion, ""
 	if own.Outcome != api.OutcomeAllow {
-		st.State, st.Error = verdictState(&own), verdictText(&own)
+		st.State, st.Error = verdictState(&own), own.Explain()
 		return nil
 	}
 	k, err := s.cfg.Store.Key(st.KeyID)
@@ -206,7 +206,7 @@ func (s *Server) process(ctx context.Context, st *RequestStatus, signers []strin
 		}
 		st.Verdicts = append(st.Verdicts, v)
 		if v.Outcome != api.OutcomeAllow {
-			st.State, st.Error = verdictState(&v), verdictText(&v)
+			st.State, st.Error = verdictState(&v), v.Explain()
 			return nil
 		}
 		if v.PolicyVersion != own.PolicyVersion || !bytes.Equal(v.PayloadHash, own.PayloadHash) {
@@ -245,35 +245,6 @@ func verdictState(v *api.Verdict) string {
 		}
 	}
 	return StateDenied
-}
-
-// verdictText is one line naming every reason of a verdict.
-func verdictText(v *api.Verdict) string {
-	var parts []string
-	for _, d := range v.Denials {
-		s := d.Code
-		if d.RuleID != "" {
-			s = "rule " + d.RuleID + ": " + s
-		}
-		if d.LimitID != "" {
-			s += " (limit " + d.LimitID + ")"
-		}
-		if d.Clause != "" {
-			s += ": " + d.Clause
-		}
-		if d.Detail != "" {
-			s += ": " + d.Detail
-		}
-		parts = append(parts, s)
-	}
-	for _, p := range v.Pending {
-		var gs []string
-		for _, g := range p.Groups {
-			gs = append(gs, fmt.Sprintf("%s has %d of %d, needs %d more", g.Group, g.Have, g.Threshold, g.Need))
-		}
-		parts = append(parts, fmt.Sprintf("rule %s awaits approvals (%s)", p.RuleID, strings.Join(gs, " "+p.Logic+" ")))
-	}
-	return fmt.Sprintf("party %s: %s under policy v%d: %s", v.PartyID, v.Outcome, v.PolicyVersion, strings.Join(parts, "; "))
 }
 
 // writeStatus answers with a request's status: 200 signed, 202 pending,
