@@ -112,11 +112,8 @@ func (e *Enclave) evaluate(me string, signed []byte, approvals [][]byte, now tim
 	if g == nil {
 		return nil, api.Errorf(api.CodeRejected, "party %s: this cluster's manifest has no governance section: this party signs nothing without a policy", me)
 	}
-	e.mu.Lock()
-	govErr := e.govErr
-	e.mu.Unlock()
-	if govErr != "" {
-		return nil, api.Errorf(api.CodeSealing, "party %s: governance state could not be restored (%s): refusing to sign", me, govErr)
+	if err := e.governanceUnreadable(me, "refusing to sign"); err != nil {
+		return nil, err
 	}
 	r, err := request.Verify(signed, g.sets.Clients, e.manifest.ClusterID, now, 0)
 	if err != nil {
@@ -379,6 +376,11 @@ type sealedGovernance struct {
 // sealGovernance seals the governance state and has the host store it;
 // the caller holds g.mu.
 func (e *Enclave) sealGovernance(ctx context.Context, me string) error {
+	// Sealing now would replace the state this party could not read with
+	// its genesis policy and empty counters.
+	if err := e.governanceUnreadable(me, "refusing to overwrite it"); err != nil {
+		return err
+	}
 	g := e.gov
 	ps, err := g.store.MarshalBinary()
 	if err != nil {
@@ -403,6 +405,19 @@ func (e *Enclave) sealGovernance(ctx context.Context, me string) error {
 	}
 	e.setSealedAuditHead(head)
 	return nil
+}
+
+// governanceUnreadable refuses, saying what it refuses, when this party's
+// sealed governance state could not be restored (restore): nothing may be
+// decided or sealed without it.
+func (e *Enclave) governanceUnreadable(me, refusing string) error {
+	e.mu.Lock()
+	govErr := e.govErr
+	e.mu.Unlock()
+	if govErr == "" {
+		return nil
+	}
+	return api.Errorf(api.CodeSealing, "party %s: governance state could not be restored (%s): %s", me, govErr, refusing)
 }
 
 // restoreGovernance loads sealed governance state. A sealed policy newer
@@ -464,6 +479,9 @@ func (e *Enclave) policyUpdate(ctx context.Context, req *api.PolicyUpdateRequest
 	g := e.gov
 	if g == nil {
 		return nil, api.Errorf(api.CodeBadRequest, "party %s: this cluster's manifest has no governance section", me)
+	}
+	if err := e.governanceUnreadable(me, "refusing policy updates"); err != nil {
+		return nil, err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

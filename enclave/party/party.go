@@ -344,6 +344,9 @@ func (e *Enclave) forgetPeer(id string) {
 }
 
 func (e *Enclave) status() *api.StatusResponse {
+	// Before e.mu: the governance lock is taken before e.mu everywhere
+	// (evaluate holds it while it reads shares).
+	policyVersion := e.policyVersion()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	keys := make([]string, 0, len(e.shares))
@@ -366,7 +369,7 @@ func (e *Enclave) status() *api.StatusResponse {
 		Sessions:       len(e.sessions),
 		Measurement:    e.cfg.Measurement,
 		Peers:          peers,
-		PolicyVersion:  e.policyVersion(),
+		PolicyVersion:  policyVersion,
 	}
 }
 
@@ -386,6 +389,7 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	}
 	resp := &api.RestoreResponse{}
 	var govErr error
+	var shares, govState bool
 	fail := func(name string, err error) {
 		resp.Failed = append(resp.Failed, api.BlobFailure{Name: name, Error: err.Error()})
 		e.cfg.Log.Warn("blob not restored", "blob", name, "err", err)
@@ -393,6 +397,7 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	for _, b := range req.Blobs {
 		switch {
 		case strings.HasPrefix(b.Name, shareBlobPrefix):
+			shares = true
 			keyID := strings.TrimPrefix(b.Name, shareBlobPrefix)
 			k, err := e.openShare(me, keyID, b.Blob)
 			if err != nil {
@@ -408,6 +413,7 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 			e.mu.Unlock()
 			resp.Loaded = append(resp.Loaded, b.Name)
 		case b.Name == governanceBlob:
+			govState = true
 			if err := e.restoreGovernance(me, b.Blob); err != nil {
 				// Fail closed: without our sealed counters and policy we
 				// cannot tell what we already allowed.
@@ -425,6 +431,11 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 		default:
 			fail(b.Name, fmt.Errorf("party: unknown blob name"))
 		}
+	}
+	if e.gov != nil && shares && !govState {
+		// finishKeygen stores the governance state before a share.
+		govErr = fmt.Errorf("party: the host holds key shares but gave no sealed governance state (withheld or lost): the policy and velocity counters in force are unknown")
+		fail(governanceBlob, govErr)
 	}
 	e.mu.Lock()
 	first := !e.restored

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	ecdsakeygen "github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+
 	"github.com/sealsign/sealsign/attestation/devnsm"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/governance/tx"
@@ -35,6 +37,16 @@ type cluster struct {
 	now      time.Time
 	nowMu    sync.Mutex
 	gov      *governance
+	opts     clusterOptions
+}
+
+// clusterOptions vary the test cluster; the zero value is newCluster's.
+type clusterOptions struct {
+	// policy is the genesis policy JSON (nil: testdata/policy.json).
+	policy []byte
+	// preParams are each party's Paillier pre-parameter sets, served by
+	// its pool as PoolConfig.InsecureFixture (nil: no pool, no ECDSA keygen).
+	preParams map[string][]*ecdsakeygen.LocalPreParams
 }
 
 type memHost struct {
@@ -87,6 +99,11 @@ func (c *cluster) clock() time.Time {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterWith(t, clusterOptions{})
+}
+
+func newClusterWith(t *testing.T, opts clusterOptions) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	env, err := softhsm.Setup(dir)
 	if err != nil {
@@ -97,10 +114,10 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, ca: ca, ids: []string{"a", "b", "c"}, encl: map[string]*Enclave{}, hosts: map[string]*memHost{}, now: time.Now(), pcr0: make([]byte, 48)}
+	c := &cluster{t: t, ca: ca, ids: []string{"a", "b", "c"}, encl: map[string]*Enclave{}, hosts: map[string]*memHost{}, now: time.Now(), pcr0: make([]byte, 48), opts: opts}
 	rand.Read(c.pcr0)
 	c.gov = newGovernance(t)
-	m := api.Manifest{Version: 1, ClusterID: "test", Threshold: 1, DevRoots: []string{string(ca.CertPEM())}, Governance: c.gov.section(t, "test", nil)}
+	m := api.Manifest{Version: 1, ClusterID: "test", Threshold: 1, DevRoots: []string{string(ca.CertPEM())}, Governance: c.gov.section(t, "test", opts.policy)}
 	for _, id := range c.ids {
 		m.Parties = append(m.Parties, api.ManifestParty{ID: id, Kind: "dev", PCRs: map[string]string{"0": hex.EncodeToString(c.pcr0)}})
 	}
@@ -138,8 +155,12 @@ func (c *cluster) start(id string, sealer interface {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var pool PoolConfig
+	if sets := c.opts.preParams[id]; len(sets) > 0 {
+		pool = PoolConfig{Goal: len(sets), NoRefill: true, InsecureFixture: sets}
+	}
 	e := New(Config{Sealer: sealer, Rand: rand.Reader, Attester: nsm, Measurement: pcr0, Clock: c.clock,
-		SignInactivity: 10 * time.Second, KeygenInactivity: 20 * time.Second})
+		SignInactivity: 10 * time.Second, KeygenInactivity: 20 * time.Second, PreParams: pool})
 	h := c.hosts[id]
 	if h == nil {
 		h = &memHost{c: c, me: id, blobs: map[string][]byte{}}
@@ -152,12 +173,14 @@ func (c *cluster) start(id string, sealer interface {
 		t.Fatal(err)
 	}
 	var req api.RestoreRequest
+	h.mu.Lock() // an earlier incarnation's pool may still be storing
 	for n, b := range h.blobs {
 		req.Blobs = append(req.Blobs, api.NamedBlob{Name: n, Blob: b})
 	}
 	if len(h.audit) > 0 {
 		req.AuditTail = h.audit[len(h.audit)-1]
 	}
+	h.mu.Unlock()
 	if _, err := e.restore(ctx, &req); err != nil {
 		t.Fatal(err)
 	}

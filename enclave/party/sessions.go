@@ -270,6 +270,18 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	if err != nil {
 		return api.Errorf(api.CodeSealing, "party: seal share of key %q: %v", p.KeyID, err)
 	}
+	// The governance state is stored before any share, so a host that
+	// hands back shares without it has withheld it (restore refuses to
+	// sign) rather than reset this party to its genesis policy and empty
+	// velocity counters.
+	if e.gov != nil {
+		e.gov.mu.Lock()
+		err := e.sealGovernance(ctx, me)
+		e.gov.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobPrefix + p.KeyID, Blob: blob}}, nil); err != nil {
 		return api.Errorf(api.CodeUnavailable, "party: host did not store the sealed share of key %q: %v", p.KeyID, err)
 	}
