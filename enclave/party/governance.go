@@ -364,13 +364,16 @@ const (
 )
 
 // sealedGovernance is what a party seals of its governance state. The
-// replay cache is not sealed: after a restart requests issued before the
-// boot are refused instead (newGovernor).
+// replay cache is sealed too, so a restart (even within the second a
+// request was issued) keeps every admitted id; requests issued before the
+// boot are refused besides (newGovernor), against a host that hands back
+// an older copy.
 type sealedGovernance struct {
 	Policies  []byte     `cbor:"1,keyasint"` // policy.Store
 	Velocity  []byte     `cbor:"2,keyasint"` // policy.VelocityState
 	AuditHead audit.Head `cbor:"3,keyasint"`
 	AuditSalt []byte     `cbor:"4,keyasint"`
+	Replay    []byte     `cbor:"5,keyasint,omitempty"` // request.ReplayCache
 }
 
 // sealGovernance seals the governance state and has the host store it;
@@ -392,7 +395,12 @@ func (e *Enclave) sealGovernance(ctx context.Context, me string) error {
 		return api.Errorf(api.CodeInternal, "party: seal velocity state: %v", err)
 	}
 	head := e.durableAuditHead()
-	pt, err := api.Marshal(sealedGovernance{Policies: ps, Velocity: vs, AuditHead: head, AuditSalt: g.salt})
+	g.replay.Prune(e.cfg.Clock())
+	rs, err := g.replay.MarshalBinary()
+	if err != nil {
+		return api.Errorf(api.CodeInternal, "party: seal replay cache: %v", err)
+	}
+	pt, err := api.Marshal(sealedGovernance{Policies: ps, Velocity: vs, AuditHead: head, AuditSalt: g.salt, Replay: rs})
 	if err != nil {
 		return err
 	}
@@ -455,6 +463,17 @@ func (e *Enclave) restoreGovernance(me string, blob []byte) error {
 	if len(sg.AuditSalt) != 32 {
 		return fmt.Errorf("party: governance state: audit salt is %d bytes, want 32", len(sg.AuditSalt))
 	}
+	if len(sg.Replay) > 0 {
+		replay, err := request.NewReplayCache(request.MaxReplayCapacity)
+		if err != nil {
+			return err
+		}
+		if err := replay.UnmarshalBinary(sg.Replay); err != nil {
+			return fmt.Errorf("party: governance state: %v", err)
+		}
+		replay.SetFloor(now)
+		g.replay = replay
+	}
 	g.vel, g.salt = vel, sg.AuditSalt
 	e.setSealedAuditHead(sg.AuditHead)
 	return nil
@@ -511,6 +530,10 @@ func (e *Enclave) policyUpdate(ctx context.Context, req *api.PolicyUpdateRequest
 		return undo(err)
 	}
 	if err := e.sealGovernance(ctx, me); err != nil {
+		if aerr := e.auditAppend(ctx, audit.TypeCeremony, audit.Ceremony{Kind: "policy-update", AuthorisedBy: by, Outcome: "failed", Error: err.Error(),
+			Detail: map[string]string{"version": fmt.Sprint(p.Version)}}); aerr != nil {
+			e.cfg.Log.Warn("audit entry for the failed policy update not written", "err", aerr)
+		}
 		return undo(err)
 	}
 	e.cfg.Log.Info("policy accepted", "version", p.Version, "not_before", p.NotBefore, "authorised_by", strings.Join(by, ","))

@@ -758,6 +758,21 @@ func TestGovernedReplay(t *testing.T) {
 		// A request issued after the boot signs.
 		c.mustSign("c", key.KeyID, []string{"b", "c"}, c.raw(key.KeyID, []byte("pay 3")))
 	})
+	t.Run("restart within the second a request was signed", func(t *testing.T) {
+		// The floor cannot refuse it (same second); the sealed replay
+		// cache does.
+		fresh := c.raw(key.KeyID, []byte("pay 4"))
+		c.mustSign("b", key.KeyID, []string{"b", "c"}, fresh)
+		c.restart("b")
+		prop, err := c.encl["a"].propose(ctx, &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"a", "b"}, Request: fresh})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.encl["b"].run(ctx, &api.RunRequest{Proposal: prop.Proposal})
+		if res != nil || err == nil || !strings.Contains(err.Error(), "already accepted") {
+			t.Fatalf("b signing, after a restart in the same second, a request it signed before: %v, %v", res, err)
+		}
+	})
 }
 
 // signedRequest signs r with signer (the request package's encoding).
@@ -1215,9 +1230,9 @@ func TestGovernedAuditChain(t *testing.T) {
 		hb := c.hosts["b"]
 		hb.mu.Lock()
 		full := slices.Clone(hb.audit)
-		// The party sealed its state after the last admission's verdict
-		// entry; drop that entry and the session and result after it.
-		hb.audit = full[:len(full)-3]
+		// The party sealed its state after the last signing's result
+		// entry: dropping that one entry is caught.
+		hb.audit = full[:len(full)-1]
 		hb.mu.Unlock()
 		c.restart("b")
 		prop, err := c.encl["a"].propose(context.Background(), &api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: ab, Request: c.raw(key.KeyID, []byte("pay 10"))})

@@ -112,5 +112,9 @@ func (e *Enclave) signAll(ctx context.Context, me string, keys *channel.Keys, pe
 	if err := e.auditResult(ctx, audit.Result{RequestID: ev.req.ID, Outcome: audit.OutcomeSigned, Digests: res.Digests, Signatures: res.Signatures}); err != nil {
 		return err
 	}
-	return nil
+	// Seal again, so the sealed audit head covers the result: a host that
+	// drops the last entries of its log is caught at the next start.
+	e.gov.mu.Lock()
+	defer e.gov.mu.Unlock()
+	return e.sealGovernance(ctx, me)
 }
