@@ -23,7 +23,7 @@ type governance struct {
 	reqSeq            int
 }
 
-func newGovernance(t *testing.T) *governance {
+func newGovernance(t testing.TB) *governance {
 	t.Helper()
 	g := &governance{}
 	gen := func(id, owner, alg string) *keys.PrivateKey {
@@ -41,7 +41,7 @@ func newGovernance(t *testing.T) *governance {
 
 // section is the manifest's governance with policy (JSON, from testdata
 // unless given) signed by the admins named.
-func (g *governance) section(t *testing.T, cluster string, policyJSON []byte, signers ...int) *api.Governance {
+func (g *governance) section(t testing.TB, cluster string, policyJSON []byte, signers ...int) *api.Governance {
 	t.Helper()
 	if policyJSON == nil {
 		var err error
@@ -66,7 +66,7 @@ func (g *governance) section(t *testing.T, cluster string, policyJSON []byte, si
 
 // signPolicy signs a policy JSON document for cluster, overriding its
 // version when version > 0.
-func (g *governance) signPolicy(t *testing.T, policyJSON []byte, cluster string, version uint64, signers ...int) []byte {
+func (g *governance) signPolicy(t testing.TB, policyJSON []byte, cluster string, version uint64, signers ...int) []byte {
 	t.Helper()
 	var doc map[string]any
 	if err := json.Unmarshal(policyJSON, &doc); err != nil {
@@ -101,7 +101,7 @@ func (g *governance) signPolicy(t *testing.T, policyJSON []byte, cluster string,
 }
 
 // request signs a request of the test client, issued at now.
-func (g *governance) request(t *testing.T, cluster, keyID string, kind tx.Kind, payload []byte, now time.Time, signers ...string) []byte {
+func (g *governance) request(t testing.TB, cluster, keyID string, kind tx.Kind, payload []byte, now time.Time, signers ...string) []byte {
 	t.Helper()
 	g.reqSeq++
 	b, err := request.New(request.Request{

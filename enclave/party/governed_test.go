@@ -42,7 +42,7 @@ import (
 // public, so the keys made here protect nothing) to the three parties the
 // way the dev cluster does: every third set, offset by the party's index.
 // SEALSIGN_PREPARAMS_FIXTURE, as set by make test, names another copy.
-func fixturePreParams(t *testing.T) map[string][]*ecdsakeygen.LocalPreParams {
+func fixturePreParams(t testing.TB) map[string][]*ecdsakeygen.LocalPreParams {
 	t.Helper()
 	path := os.Getenv("SEALSIGN_PREPARAMS_FIXTURE")
 	if path == "" {
@@ -95,7 +95,7 @@ var sharedECDSA struct {
 // tss-lib save data names parties by id only and every test cluster has
 // parties a, b and c. Signing, admission and assembly are the real code
 // either way.
-func ecdsaCluster(t *testing.T, policyJSON []byte) (*cluster, *api.SessionResult) {
+func ecdsaCluster(t testing.TB, policyJSON []byte) (*cluster, *api.SessionResult) {
 	t.Helper()
 	s := &sharedECDSA
 	s.Lock()
@@ -222,7 +222,7 @@ type evmTransfer struct {
 // go-ethereum's rlp, and the unsigned transaction it encodes. It checks
 // that go-ethereum's signing hash of the transaction is keccak256 of the
 // payload, so the test builds what the enclave is meant to decode.
-func (x evmTransfer) payload(t *testing.T) ([]byte, *types.Transaction) {
+func (x evmTransfer) payload(t testing.TB) ([]byte, *types.Transaction) {
 	t.Helper()
 	chainID := big.NewInt(x.chainID)
 	var fields []any

@@ -27,7 +27,7 @@ import (
 // cluster is three enclaves wired through an in-memory host that stores
 // blobs and relays envelopes; hardware is real (SoftHSM tokens, dev NSM).
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	ca       *devnsm.CA
 	manifest []byte
 	pcr0     []byte
@@ -97,12 +97,12 @@ func (c *cluster) clock() time.Time {
 	return c.now
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	return newClusterWith(t, clusterOptions{})
 }
 
-func newClusterWith(t *testing.T, opts clusterOptions) *cluster {
+func newClusterWith(t testing.TB, opts clusterOptions) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	env, err := softhsm.Setup(dir)
