@@ -116,7 +116,7 @@ func (g *governance) request(t testing.TB, cluster, keyID string, kind tx.Kind, 
 }
 
 // approve signs approver i's decision on a verdict's request.
-func (g *governance) approve(t *testing.T, cluster string, i int, v *api.Verdict, decision string, now time.Time) []byte {
+func (g *governance) approve(t testing.TB, cluster string, i int, v *api.Verdict, decision string, now time.Time) []byte {
 	t.Helper()
 	a := approval.Approval{Format: approval.FormatV1, ClusterID: cluster, RequestID: v.RequestID, PolicyVersion: v.PolicyVersion,
 		ApproverKeyID: g.approvers[i].Public.ID, Decision: decision, IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix()}
