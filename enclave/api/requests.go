@@ -15,6 +15,28 @@ const (
 	MethodPolicyUpdate = "policy_update" // PolicyUpdateRequest → PolicyUpdateResponse
 )
 
+// Audit methods the host calls on the enclave.
+const (
+	MethodAuditCheckpoint = "audit_checkpoint" // nil → AuditCheckpointResponse: append a checkpoint now
+	MethodAuditHash       = "audit_hash"       // AuditHashRequest → AuditHashResponse
+)
+
+// AuditCheckpointResponse is the checkpoint entry just appended: its seq
+// and chain hash (it commits to the Seq-1 entries before it).
+type AuditCheckpointResponse struct {
+	Seq  uint64 `cbor:"1,keyasint" json:"seq"`
+	Hash []byte `cbor:"2,keyasint" json:"hash"`
+}
+
+// AuditHashRequest asks for the keyed hash the log would store for Value.
+type AuditHashRequest struct {
+	Value []byte `cbor:"1,keyasint"`
+}
+
+type AuditHashResponse struct {
+	MAC []byte `cbor:"1,keyasint" json:"mac"`
+}
+
 // MethodAudit is called by the enclave on the host: AuditAppendRequest →
 // nil, replying only once the entry is durable.
 const MethodAudit = "audit_append"

@@ -20,7 +20,12 @@ type auditLog struct {
 	// sealed is the audit head recorded in the sealed governance state; the
 	// host's log must reach it.
 	sealed audit.Head
+	// since counts entries after the last checkpoint.
+	since int
 }
+
+// checkpointEvery is how many entries a checkpoint follows at most.
+const checkpointEvery = 16
 
 // startAudit continues the host's log after the entry it holds, with a boot
 // entry binding this boot's identity key to the enclave's attestation. The
@@ -101,7 +106,64 @@ func (e *Enclave) appendLocked(ctx context.Context, typ string, body any) error 
 		return api.Errorf(api.CodeUnavailable, "party: audit log not written (entry %d, %s): %v; refusing to proceed", head.Seq, typ, err)
 	}
 	l.durable = head
+	if typ == audit.TypeCheckpoint {
+		l.since = 0
+		return nil
+	}
+	if l.since++; l.since >= checkpointEvery {
+		return e.checkpointLocked(ctx)
+	}
 	return nil
+}
+
+// checkpointLocked appends a checkpoint committing to the durable head.
+func (e *Enclave) checkpointLocked(ctx context.Context) error {
+	h := e.audit.durable
+	return e.appendLocked(ctx, audit.TypeCheckpoint, audit.Checkpoint{Count: h.Seq, Head: h.Hash})
+}
+
+// auditCheckpoint appends a checkpoint now (an auditor anchoring an export,
+// say) and returns it.
+func (e *Enclave) auditCheckpoint(ctx context.Context, _ *struct{}) (*api.AuditCheckpointResponse, error) {
+	if _, _, err := e.ready(); err != nil {
+		return nil, err
+	}
+	e.auditMu.Lock()
+	defer e.auditMu.Unlock()
+	if e.audit.chain == nil {
+		if err := e.startAudit(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.checkpointLocked(ctx); err != nil {
+		return nil, err
+	}
+	h := e.audit.durable
+	return &api.AuditCheckpointResponse{Seq: h.Seq, Hash: h.Hash[:]}, nil
+}
+
+// auditHash is the keyed hash the log stores for free text (audit.KeyedHash
+// under this deployment's salt), so an auditor can look a value up without
+// the log disclosing it.
+func (e *Enclave) auditHash(_ context.Context, req *api.AuditHashRequest) (*api.AuditHashResponse, error) {
+	me, _, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	if e.gov == nil {
+		return nil, api.Errorf(api.CodeBadRequest, "party %s: no governance, no keyed hashes", me)
+	}
+	if len(req.Value) == 0 || len(req.Value) > 4096 {
+		return nil, api.Errorf(api.CodeBadRequest, "party %s: value must be 1 to 4096 bytes", me)
+	}
+	e.gov.mu.Lock()
+	salt := e.gov.salt
+	e.gov.mu.Unlock()
+	mac, err := audit.KeyedHash(salt, req.Value)
+	if err != nil {
+		return nil, api.Errorf(api.CodeInternal, "party: %v", err)
+	}
+	return &api.AuditHashResponse{MAC: mac}, nil
 }
 
 func (e *Enclave) durableAuditHead() audit.Head {
@@ -130,19 +192,31 @@ func verdictBody(ev *evaluation) audit.Verdict {
 	return v
 }
 
-// auditVerdict records a refusal; best effort (the refusal stands either way).
-func (e *Enclave) auditVerdict(ctx context.Context, ev *evaluation, _ time.Time) {
-	if err := e.auditAppend(ctx, audit.TypeVerdict, verdictBody(ev)); err != nil {
-		e.cfg.Log.Warn("audit verdict not written", "request", ev.req.ID, "err", err)
+// auditRefusal records a genuine request this party refused to sign. A
+// verdict the policy allowed, refused because the proposal did not match
+// it (other digests, another policy version, other signers), is recorded
+// as a deny naming that.
+func (e *Enclave) auditRefusal(ctx context.Context, ev *evaluation, refusal error) {
+	if ev.verdict.Outcome == api.OutcomeAllow {
+		ev.verdict.Outcome = api.OutcomeDeny
+		ev.verdict.Denials = append(ev.verdict.Denials, api.Denial{Code: DenyProposalMismatch, Detail: refusal.Error()})
+	}
+	if err := e.auditAdmission(ctx, ev); err != nil {
+		e.cfg.Log.Warn("audit of a refused request not written", "request", ev.req.ID, "err", err)
 	}
 }
 
-// auditAdmission records what this party admitted, before it signs.
+// DenyProposalMismatch is the denial code recorded when a request the
+// policy allows came in a proposal that does not match it.
+const DenyProposalMismatch = "proposal-mismatch"
+
+// auditAdmission records a request this party admitted (before it signs)
+// or refused: the request, the approvals that verified, the verdict.
 func (e *Enclave) auditAdmission(ctx context.Context, ev *evaluation) error {
 	r := ev.req
 	if err := e.auditAppend(ctx, audit.TypeRequest, audit.Request{
 		RequestID: r.ID, RequestDigest: ev.reqDigest, ClientKeyID: r.ClientKeyID, KeyID: r.KeyID, Kind: string(r.Kind),
-		PayloadHash: ev.decoded.Summary.PayloadHash, Signers: r.Signers, IssuedAt: r.IssuedAt, ExpiresAt: r.ExpiresAt,
+		PayloadHash: [32]byte(ev.verdict.PayloadHash), Signers: r.Signers, IssuedAt: r.IssuedAt, ExpiresAt: r.ExpiresAt,
 	}); err != nil {
 		return err
 	}

@@ -284,7 +284,8 @@ func (e *Enclave) governSign(me string, req *api.ProposeRequest, p *session.Prop
 
 // checkGoverned is every party's own check of a governed signing proposal:
 // its verdict must be allow, under the same policy version, on the digests
-// the proposal names, with the signers the client asked for.
+// the proposal names, with the signers the client asked for. A refusal of a
+// request that verified returns its evaluation with the error.
 func (e *Enclave) checkGoverned(me string, p *session.Proposal) (*evaluation, error) {
 	if e.gov == nil || !p.Governed() {
 		_, err := e.evaluate(me, nil, nil, e.cfg.Clock())
@@ -298,7 +299,7 @@ func (e *Enclave) checkGoverned(me string, p *session.Proposal) (*evaluation, er
 		return nil, err
 	}
 	if err := e.matchProposal(me, ev, p); err != nil {
-		return nil, err
+		return ev, err // the evaluation too, so the refusal can be recorded
 	}
 	return ev, nil
 }
@@ -339,7 +340,9 @@ func (e *Enclave) admit(ctx context.Context, me string, p *session.Proposal) (*e
 		return nil, err
 	}
 	if err := e.matchProposal(me, ev, p); err != nil {
-		e.auditVerdict(ctx, ev, now)
+		// The refusal is recorded with what it refused (best effort: it
+		// stands either way).
+		e.auditRefusal(ctx, ev, err)
 		return nil, err
 	}
 	if err := g.replay.Admit(ev.req, now); err != nil {

@@ -572,8 +572,21 @@ func TestGovernedProposalTampering(t *testing.T) {
 					t.Errorf("%s: %v; want a refusal mentioning %q", id, errs[id], tc.want)
 				}
 			}
-			if n := len(auditEntries(t, c.hosts["b"])); n != before {
-				t.Errorf("b admitted the tampered proposal: its audit log grew from %d to %d entries", before, n)
+			// b records its refusal — request, approvals, a verdict that is
+			// not allow — and nothing it would write for an admission.
+			added := auditEntries(t, c.hosts["b"])[before:]
+			if len(added) == 0 {
+				t.Errorf("b's refusal is not in its audit log")
+			}
+			for _, e := range added {
+				switch b := e.body.(type) {
+				case *audit.Verdict:
+					if b.Outcome == api.OutcomeAllow {
+						t.Errorf("b recorded an allow for a proposal it refused")
+					}
+				case *audit.Session, *audit.Result:
+					t.Errorf("b recorded a %s entry for a tampered proposal", e.Type)
+				}
 			}
 		})
 	}
@@ -1032,6 +1045,8 @@ func auditEntries(t *testing.T, h *memHost) []loggedEntry {
 		switch e.Type {
 		case audit.TypeBoot:
 			e.body = new(audit.Boot)
+		case audit.TypeCheckpoint:
+			e.body = new(audit.Checkpoint)
 		case audit.TypeRequest:
 			e.body = new(audit.Request)
 		case audit.TypeVerdict:

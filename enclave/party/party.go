@@ -152,6 +152,10 @@ func (e *Enclave) Handlers() map[string]api.Handler {
 		api.MethodStatus:       func(ctx context.Context, _ []byte) (any, error) { return e.status(), nil },
 		api.MethodEvaluate:     decodeInto(e.evaluateMethod),
 		api.MethodPolicyUpdate: decodeInto(e.policyUpdate),
+		api.MethodAuditHash:    decodeInto(e.auditHash),
+		api.MethodAuditCheckpoint: func(ctx context.Context, _ []byte) (any, error) {
+			return e.auditCheckpoint(ctx, nil)
+		},
 	}
 }
 

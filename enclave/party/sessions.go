@@ -169,7 +169,12 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	if now.Sub(created) > e.cfg.ProposalMaxAge || created.Sub(now) > 30*time.Second {
 		return nil, api.Errorf(api.CodeRejected, "party: proposal created %s, outside the accepted window of %s", created.UTC().Format(time.RFC3339), e.cfg.ProposalMaxAge)
 	}
-	if _, err := e.checkProposal(me, p); err != nil {
+	if ev, err := e.checkProposal(me, p); err != nil {
+		if ev != nil {
+			// A signer's refusal of a genuine request is a decision: it
+			// goes into the log (best effort; the refusal stands).
+			e.auditRefusal(ctx, ev, err)
+		}
 		return nil, err
 	}
 	peers := map[string]*channel.Peer{}
