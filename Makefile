@@ -13,7 +13,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
-## deps: install what the build and tests need (SoftHSM2 and libssl-dev via apt-get, Go modules)
+## deps: install what the build and tests need (SoftHSM2, libssl-dev and PostgreSQL via apt-get, Go modules)
 deps:
 	@if ! command -v softhsm2-util >/dev/null 2>&1 || ! ls /usr/lib/softhsm/libsofthsm2.so >/dev/null 2>&1; then \
 		echo "deps: softhsm2 (the PKCS#11 HSM the dev parties and tests use) is missing; installing it with apt-get"; \
@@ -21,6 +21,10 @@ deps:
 	fi
 	@command -v gcc >/dev/null 2>&1 || { echo "deps: gcc is needed for cgo (PKCS#11); installing it with apt-get"; $(SUDO) apt-get install -y -qq gcc >/dev/null; }
 	@[ -f /usr/include/openssl/evp.h ] || { echo "deps: libssl-dev (OpenSSL's libcrypto, which the TPM 2.0 reference simulator links) is missing; installing it with apt-get"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libssl-dev >/dev/null; }
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "deps: PostgreSQL (the optional central audit store; its tests run a real server) is missing; installing it with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
 	@$(GO) mod download
 
 ## build: the three binaries into ./bin
@@ -31,21 +35,23 @@ build: deps
 demo: build
 	$(BIN)/sealsign demo
 
-## test: unit, fuzz-seed, end-to-end tests (real processes, real SoftHSM tokens)
+## test: unit, fuzz-seed, end-to-end tests (real processes, real SoftHSM tokens, a real PostgreSQL server)
+# SEALSIGN_REQUIRE_POSTGRES=1: a test needing PostgreSQL fails, not skips, when it is missing.
 test: build
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	SEALSIGN_BIN=$(BIN) SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -timeout 20m ./...
-	$(GO) test -race -short -timeout 10m ./enclave/... ./host/... ./hsm/... ./attestation/...
+	SEALSIGN_REQUIRE_POSTGRES=1 SEALSIGN_BIN=$(BIN) SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -timeout 20m ./...
+	SEALSIGN_REQUIRE_POSTGRES=1 $(GO) test -race -short -timeout 10m ./enclave/... ./host/... ./hsm/... ./attestation/...
 
 ## test-slow: from-scratch runs (real pre-parameter generation); not part of make test
 test-slow: build
 	$(BIN)/sealsign demo --json
 
-## bench: raw tss-lib vs appliance signing latency (p50/p95) and the overhead ratio; EIF measuring MB/s vs sha384sum
+## bench: raw tss-lib vs appliance signing latency (p50/p95) and the overhead ratio; EIF measuring MB/s vs sha384sum; durable audit appends per second (bbolt, PostgreSQL)
 bench: build
 	SEALSIGN_BIN=$(BIN) SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
 	$(GO) test -run '^$$' -bench 'Measure|SHA384' ./eif/
+	SEALSIGN_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench AuditAppend -benchtime 2s ./host/store/
 
 ## lint: gofmt, go vet, staticcheck
 lint:

@@ -31,6 +31,7 @@ func main() {
 	fs.StringVar(&o.PartyID, "party", "", "this party's id (as in the manifest)")
 	fs.StringVar(&o.ManifestPath, "manifest", "", "cluster manifest (JSON)")
 	fs.StringVar(&o.StorePath, "store", "", "embedded store file (bbolt)")
+	fs.StringVar(&o.AuditStore, "audit-store", "", "keep the audit log in PostgreSQL: postgres://USER@HOST:PORT/DB (password in PGPASSWORD or ~/.pgpass, not the URL); default: the embedded store")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:0", "HTTP API address")
 	fs.Var(&peers, "peer", "peer host as ID=URL (repeatable)")
 	fs.StringVar(&o.Enclave, "enclave", "", "enclave address: unix:PATH (dev) or vsock:CID:PORT")
@@ -44,6 +45,10 @@ func main() {
 	if o.PartyID == "" || o.ManifestPath == "" || o.StorePath == "" || o.Enclave == "" {
 		fmt.Fprintln(os.Stderr, "sealsign-host: --party, --manifest, --store and --enclave are required")
 		fs.Usage()
+		os.Exit(2)
+	}
+	if o.AuditStore != "" && !strings.HasPrefix(o.AuditStore, "postgres://") && !strings.HasPrefix(o.AuditStore, "postgresql://") {
+		fmt.Fprintln(os.Stderr, "sealsign-host: --audit-store: want a postgres:// URL (omit the flag for the embedded store)")
 		os.Exit(2)
 	}
 	o.Peers = map[string]string{}

@@ -152,3 +152,18 @@ func (c *Client) requestCall(ctx context.Context, method, path string, in any) (
 	}
 	return nil, err
 }
+
+// AuditHash asks this host's party for the keyed hash its audit log would
+// store for value.
+func (c *Client) AuditHash(ctx context.Context, value string) (*server.AuditHashResponse, error) {
+	var r server.AuditHashResponse
+	err := c.do(ctx, http.MethodPost, "/v1/audit/hash", server.AuditHashRequest{Value: value}, &r)
+	return &r, err
+}
+
+// AuditCheckpoint has this host's party append a checkpoint now.
+func (c *Client) AuditCheckpoint(ctx context.Context) (*server.AuditCheckpointResponse, error) {
+	var r server.AuditCheckpointResponse
+	err := c.do(ctx, http.MethodPost, "/v1/audit/checkpoint", struct{}{}, &r)
+	return &r, err
+}

@@ -49,6 +49,12 @@ type Options struct {
 	// dev NSM attestation) or "tpm" (TPM simulator sealing under a PCR
 	// policy, TPM quote attestation).
 	Kinds map[string]string
+	// AuditStores maps party ids to a postgres:// URL where that party's
+	// host keeps its audit log (sealsign-host --audit-store); the others
+	// keep it in their embedded store. Not saved in the cluster state: a
+	// restart from another process uses the embedded store unless given
+	// again (and the enclave then refuses the shorter log).
+	AuditStores map[string]string
 	// PolicyJSON is the genesis policy template (default: policy.json in
 	// this package): a policy JSON document whose cluster_id, issued_at
 	// and not_before are set when the cluster is first created. Later Ups
@@ -108,6 +114,14 @@ func (o *Options) defaults() error {
 		}
 		if !slices.Contains(o.Parties, id) {
 			return fmt.Errorf("devcluster: kind given for %q, which is not a party (%s)", id, strings.Join(o.Parties, ", "))
+		}
+	}
+	for id, u := range o.AuditStores {
+		if !slices.Contains(o.Parties, id) {
+			return fmt.Errorf("devcluster: audit store given for %q, which is not a party (%s)", id, strings.Join(o.Parties, ", "))
+		}
+		if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+			return fmt.Errorf("devcluster: party %q: audit store must be a postgres:// URL", id)
 		}
 	}
 	if o.BinDir == "" {
@@ -329,6 +343,9 @@ func (c *Cluster) start(i int, caCert, caKey string) error {
 	}
 	if p.SoftHSM != "" {
 		args = append(args, "--enclave-env", "SOFTHSM2_CONF="+p.SoftHSM)
+	}
+	if u := c.opts.AuditStores[p.ID]; u != "" {
+		args = append(args, "--audit-store", u)
 	}
 	for _, q := range c.Parties {
 		if q.ID != p.ID {

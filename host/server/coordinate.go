@@ -217,6 +217,10 @@ func (s *Server) coordinate(ctx context.Context, req api.ProposeRequest, docs ma
 		errs    = map[string]error{}
 		wg      sync.WaitGroup
 	)
+	// The first party to fail fails the session: the others are not kept
+	// waiting for it until their enclaves' inactivity timeouts.
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
 	for _, p := range req.Parties {
 		wg.Add(1)
 		go func() {
@@ -231,7 +235,10 @@ func (s *Server) coordinate(ctx context.Context, req api.ProposeRequest, docs ma
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs[p] = err
+				if len(errs) == 0 || !errors.Is(err, context.Canceled) {
+					errs[p] = err
+				}
+				cancelAll()
 				return
 			}
 			results[p] = &res

@@ -26,6 +26,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/requests/{id}/approvals", s.approveRequest)
 	mux.HandleFunc("POST /v1/policy", s.pushPolicy)
 	mux.HandleFunc("GET /v1/audit", s.getAudit)
+	mux.HandleFunc("POST /v1/audit/hash", s.auditHash)
+	mux.HandleFunc("POST /v1/audit/checkpoint", s.auditCheckpoint)
 	mux.HandleFunc("GET /v1/attestation", s.attestation)
 	mux.HandleFunc("GET /v1/peer/identity", s.peerIdentity)
 	mux.HandleFunc("POST /v1/peer/run", s.peerRun)

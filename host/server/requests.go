@@ -387,7 +387,7 @@ func (s *Server) getAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		from = v
 	}
-	entries, err := s.cfg.Store.Audit(from, maxAuditPage)
+	entries, err := s.cfg.Audit.Audit(from, maxAuditPage)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -406,7 +406,7 @@ func (s *Server) handleAudit(_ context.Context, body []byte) (any, error) {
 	if err := api.Unmarshal(body, &req); err != nil {
 		return nil, api.Errorf(api.CodeMalformed, "server: %v", err)
 	}
-	if err := s.cfg.Store.AppendAudit(req.Seq, req.Entry); err != nil {
+	if err := s.cfg.Audit.AppendAudit(req.Seq, req.Entry); err != nil {
 		return nil, api.Errorf(api.CodeUnavailable, "server: audit log: %v", err)
 	}
 	return nil, nil

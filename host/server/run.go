@@ -21,9 +21,12 @@ type RunOptions struct {
 	PartyID      string
 	ManifestPath string
 	StorePath    string
-	Listen       string            // host:port for the HTTP API
-	Peers        map[string]string // party → base URL
-	Enclave      string            // unix:PATH or vsock:CID:PORT
+	// AuditStore, when set, is a postgres:// URL: the audit log is kept in
+	// that PostgreSQL database instead of the embedded store.
+	AuditStore string
+	Listen     string            // host:port for the HTTP API
+	Peers      map[string]string // party → base URL
+	Enclave    string            // unix:PATH or vsock:CID:PORT
 	// LaunchEnclave, when set, starts this dev enclave binary with
 	// EnclaveArgs and EnclaveEnv, logging its output to EnclaveLog.
 	LaunchEnclave string
@@ -49,7 +52,21 @@ func Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := New(Config{PartyID: o.PartyID, Manifest: manifest, Store: st, Peers: o.Peers, Log: o.Log})
+	cfg := Config{PartyID: o.PartyID, Manifest: manifest, Store: st, Peers: o.Peers, Log: o.Log}
+	if o.AuditStore != "" {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		pg, err := store.OpenPostgres(octx, o.AuditStore, o.PartyID)
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer pg.Close()
+		cfg.Audit = pg
+		if o.Log != nil {
+			o.Log.Info("audit log in postgres", "at", pg.Location())
+		}
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		return err
 	}

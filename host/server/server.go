@@ -23,6 +23,9 @@ type Config struct {
 	PartyID  string
 	Manifest []byte // JSON, passed to the enclave as configured
 	Store    *store.Store
+	// Audit keeps the enclave's audit entries (default: Store). The host
+	// answers an enclave's append only once Audit has made it durable.
+	Audit store.AuditLog
 	// Peers maps every other party id to its host's base URL.
 	Peers map[string]string
 	Log   *slog.Logger
@@ -59,6 +62,12 @@ func New(cfg Config) (*Server, error) {
 		if _, ok := cfg.Peers[id]; !ok {
 			return nil, fmt.Errorf("server: no address for peer %q (use --peer %s=http://host:port)", id, id)
 		}
+	}
+	if cfg.Audit == nil && cfg.Store != nil {
+		cfg.Audit = cfg.Store
+	}
+	if cfg.Audit == nil {
+		return nil, fmt.Errorf("server: no audit log (Config.Audit or Config.Store)")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -97,9 +106,9 @@ func (s *Server) AttachEnclave(ctx context.Context, rwc io.ReadWriteCloser) erro
 	if err != nil {
 		return err
 	}
-	tail, _, err := s.cfg.Store.AuditTail()
+	tail, _, err := s.cfg.Audit.AuditTail()
 	if err != nil {
-		return err
+		return fmt.Errorf("server: audit log tail for the enclave: %w", err)
 	}
 	req := api.RestoreRequest{AuditTail: tail}
 	for name, b := range blobs {
