@@ -150,6 +150,16 @@ type PolicyUpdateResponse struct {
 	Effective uint64 `cbor:"4,keyasint" json:"effective_version"`
 }
 
+// MethodAuditTail is called by the enclave on the host: nil →
+// AuditTailResponse, the last entry the host holds. The enclave asks after
+// an append whose answer it did not get, to learn whether the entry was
+// stored after all.
+const MethodAuditTail = "audit_tail"
+
+type AuditTailResponse struct {
+	Entry []byte `cbor:"1,keyasint,omitempty"`
+}
+
 // AuditAppendRequest carries one audit.SignedEntry encoding; Seq is its
 // sequence number, so the host can refuse gaps and overwrites.
 type AuditAppendRequest struct {

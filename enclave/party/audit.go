@@ -1,12 +1,16 @@
 package party
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"time"
 
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/audit"
+	"github.com/sealsign/sealsign/enclave/channel"
+	gkeys "github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/governance/policy"
 )
 
@@ -22,6 +26,9 @@ type auditLog struct {
 	sealed audit.Head
 	// since counts entries after the last checkpoint.
 	since int
+	// unsure is set when an append failed without an answer from the host:
+	// the entry may be stored all the same.
+	unsure bool
 }
 
 // checkpointEvery is how many entries a checkpoint follows at most.
@@ -52,6 +59,11 @@ func (e *Enclave) startAudit(ctx context.Context) error {
 		l.durable = audit.Head{Seq: en.Seq, Hash: audit.Hash(l.tail), Time: en.Time}
 		l.tail = nil
 	}
+	if l.unsure {
+		if err := e.settleUnsure(ctx, me, keys); err != nil {
+			return err
+		}
+	}
 	if sealed := l.sealed; true {
 		if sealed.Seq > l.durable.Seq || (sealed.Seq == l.durable.Seq && sealed.Seq > 0 && sealed.Hash != l.durable.Hash) {
 			return api.Errorf(api.CodeRejected, "party: host's audit log ends at entry %d, but this party sealed entry %d (%x…): the log was truncated or replaced; refusing to continue it", l.durable.Seq, sealed.Seq, sealed.Hash[:8])
@@ -71,6 +83,44 @@ func (e *Enclave) startAudit(ctx context.Context) error {
 	}
 	l.chain = c
 	return e.appendLocked(ctx, audit.TypeBoot, audit.Boot{Measurement: e.cfg.Measurement, AttestationDocument: doc, ManifestHash: e.manifestHash, Software: "sealsign-enclave"})
+}
+
+// settleUnsure learns from the host whether the entry whose append failed
+// was stored after all (its answer lost): if the host's last entry is the
+// one after our durable head, linked to it and signed by this boot's key,
+// it is ours and becomes the durable head; the chain continues after it.
+func (e *Enclave) settleUnsure(ctx context.Context, me string, keys *channel.Keys) error {
+	l := &e.audit
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var tail api.AuditTailResponse
+	if err := e.callHost(cctx, api.MethodAuditTail, nil, &tail); err != nil {
+		return api.Errorf(api.CodeUnavailable, "party: audit log: cannot read the host's last entry: %v", err)
+	}
+	var seq uint64
+	var en audit.Entry
+	var se audit.SignedEntry
+	if len(tail.Entry) > 0 {
+		if err := api.Unmarshal(tail.Entry, &se); err != nil {
+			return api.Errorf(api.CodeRejected, "party: host's last audit entry is malformed: %v", err)
+		}
+		if err := api.Unmarshal(se.Entry, &en); err != nil {
+			return api.Errorf(api.CodeRejected, "party: host's last audit entry is malformed: %v", err)
+		}
+		seq = en.Seq
+	}
+	switch {
+	case seq == l.durable.Seq && (seq == 0 || audit.Hash(tail.Entry) == l.durable.Hash):
+		// Not stored: continue after the durable head.
+	case seq == l.durable.Seq+1 && en.PartyID == me && en.Prev == l.durable.Hash &&
+		bytes.Equal(en.SignerKey, keys.Public().SigningKey) &&
+		ed25519.Verify(keys.Public().SigningKey, gkeys.Message(audit.SignDomain, se.Entry), se.Signature):
+		l.durable = audit.Head{Seq: en.Seq, Hash: audit.Hash(tail.Entry), Time: en.Time}
+	default:
+		return api.Errorf(api.CodeRejected, "party: host's audit log ends at entry %d, this party wrote up to entry %d: refusing to continue it", seq, l.durable.Seq)
+	}
+	l.unsure = false
+	return nil
 }
 
 // auditAppend appends one entry and returns once the host has made it
@@ -102,7 +152,7 @@ func (e *Enclave) appendLocked(ctx context.Context, typ string, body any) error 
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.callHost(cctx, api.MethodAudit, api.AuditAppendRequest{Seq: head.Seq, Entry: entry}, nil); err != nil {
-		l.chain = nil
+		l.chain, l.unsure = nil, true
 		return api.Errorf(api.CodeUnavailable, "party: audit log not written (entry %d, %s): %v; refusing to proceed", head.Seq, typ, err)
 	}
 	l.durable = head

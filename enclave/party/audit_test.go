@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,37 @@ func TestAuditCheckpointsAndKeyedHash(t *testing.T) {
 	}
 	if _, err := c.encl["b"].auditHash(ctx, &api.AuditHashRequest{}); err == nil {
 		t.Fatal("empty value hashed")
+	}
+}
+
+// TestAuditLostAcknowledgement: the host stored an entry but its answer was
+// lost. The party refuses what that entry was for, then learns from the
+// host's tail that the entry is its own and continues after it: the next
+// signing works and the chain has neither a gap nor a duplicate.
+func TestAuditLostAcknowledgement(t *testing.T) {
+	c := newCluster(t)
+	key := c.keygen(api.AlgEdDSAEd25519)
+	h := c.hosts["b"]
+	h.mu.Lock()
+	h.auditLoseAck = true
+	h.mu.Unlock()
+	if _, errs := c.sign("a", key.KeyID, []string{"a", "b"}, c.raw(key.KeyID, []byte("pay 1"))); errs["b"] == nil || !strings.Contains(errs["b"].Error(), "audit log not written") {
+		t.Fatalf("b with its audit acknowledgement lost: %v; want a refusal naming the audit log", errs)
+	}
+	c.mustSign("a", key.KeyID, []string{"a", "b"}, c.raw(key.KeyID, []byte("pay 2")))
+	if err := c.verifyAudit("b"); err != nil {
+		t.Fatalf("b's log after a lost acknowledgement: %v", err)
+	}
+	// The chain went on after the entry the host kept (without settling,
+	// the restarted chain would offer that seq again and the host refuse
+	// it): one boot at the start, one where the chain restarted.
+	boots := 0
+	for _, e := range auditEntries(t, h) {
+		if e.Type == audit.TypeBoot {
+			boots++
+		}
+	}
+	if boots != 2 {
+		t.Fatalf("%d boot entries; want 2 (first boot, and the restart after the failed append)", boots)
 	}
 }

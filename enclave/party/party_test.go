@@ -57,6 +57,9 @@ type memHost struct {
 	audit [][]byte // entries in seq order
 	// auditDown makes audit appends fail (an unwritable store).
 	auditDown bool
+	// auditLoseAck stores the next audit entry, then answers with an error
+	// (the acknowledgement lost).
+	auditLoseAck bool
 }
 
 func (h *memHost) Call(ctx context.Context, method string, req, resp any) error {
@@ -82,6 +85,17 @@ func (h *memHost) Call(ctx context.Context, method string, req, resp any) error 
 			return fmt.Errorf("memhost: audit entry %d after %d", r.Seq, len(h.audit))
 		}
 		h.audit = append(h.audit, r.Entry)
+		if h.auditLoseAck {
+			h.auditLoseAck = false
+			return errors.New("memhost: connection reset (the entry was stored)")
+		}
+	case api.MethodAuditTail:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		out := resp.(*api.AuditTailResponse)
+		if len(h.audit) > 0 {
+			out.Entry = h.audit[len(h.audit)-1]
+		}
 	case api.MethodSend:
 		r := req.(api.SendRequest)
 		go h.c.encl[r.To].deliver(context.Background(), &api.DeliverRequest{Envelope: r.Envelope})

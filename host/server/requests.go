@@ -411,3 +411,12 @@ func (s *Server) handleAudit(_ context.Context, body []byte) (any, error) {
 	}
 	return nil, nil
 }
+
+// handleAuditTail gives the enclave the last entry of its log.
+func (s *Server) handleAuditTail(_ context.Context, _ []byte) (any, error) {
+	tail, _, err := s.cfg.Audit.AuditTail()
+	if err != nil {
+		return nil, api.Errorf(api.CodeUnavailable, "server: audit log: %v", err)
+	}
+	return api.AuditTailResponse{Entry: tail}, nil
+}
