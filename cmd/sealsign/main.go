@@ -27,6 +27,9 @@ Commands:
                        decide on a pending request, after checking it locally
   policy sign|show|push
                        sign, inspect and install governance policies
+  audit verify|export|verify-export|report
+                       check the parties' audit logs (chains, signatures,
+                       attested boots, cross-party), export them, report ceremonies
   eif describe|pcrs|build|sign|build-enclave
                        build, inspect and measure enclave image files
 

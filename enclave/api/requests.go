@@ -46,6 +46,11 @@ const MethodAudit = "audit_append"
 type EvaluateRequest struct {
 	Request   []byte   `cbor:"1,keyasint"`
 	Approvals [][]byte `cbor:"2,keyasint,omitempty"`
+	// Record asks the enclave to write a verdict that is not allow to its
+	// audit log (with the request and the approvals that verified): the
+	// host sets it when it reports the verdict to the client. An allow is
+	// recorded when the request is admitted for signing.
+	Record bool `cbor:"3,keyasint,omitempty"`
 }
 
 // Verdict outcomes (governance/policy Outcome).

@@ -122,3 +122,39 @@ func TestAuditLostAcknowledgement(t *testing.T) {
 		t.Fatalf("%d boot entries; want 2 (first boot, and the restart after the failed append)", boots)
 	}
 }
+
+// TestAuditRecordsDenials: a verdict the host reports to a client (Record)
+// is in the log when it is not allow — request, then a verdict naming the
+// rule — and an evaluation without Record leaves no trace.
+func TestAuditRecordsDenials(t *testing.T) {
+	c := newClusterWith(t, clusterOptions{policy: []byte(psbtPolicy)}) // no raw rule: raw digests are denied
+	key := c.keygen(api.AlgEdDSAEd25519)
+	ctx := context.Background()
+	h := c.hosts["a"]
+	before := len(auditEntries(t, h))
+	req := c.raw(key.KeyID, []byte("pay 1"))
+	if _, err := c.encl["a"].evaluateMethod(ctx, &api.EvaluateRequest{Request: req}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(auditEntries(t, h)); n != before {
+		t.Fatalf("an evaluation without Record wrote %d entries", n-before)
+	}
+	v, err := c.encl["a"].evaluateMethod(ctx, &api.EvaluateRequest{Request: req, Record: true})
+	if err != nil || v.Outcome != api.OutcomeDeny {
+		t.Fatalf("raw digest under a policy without a raw rule: %+v, %v", v, err)
+	}
+	added := auditEntries(t, h)[before:]
+	var types []string
+	for _, e := range added {
+		if e.Type != audit.TypeBoot && e.Type != audit.TypeCheckpoint {
+			types = append(types, e.Type)
+		}
+	}
+	if strings.Join(types, ",") != "request,verdict" {
+		t.Fatalf("recorded %v; want request, verdict", types)
+	}
+	vb := added[len(added)-1].body.(*audit.Verdict)
+	if vb.Outcome != api.OutcomeDeny || vb.RequestID != v.RequestID || len(vb.Denials) == 0 || vb.Denials[0].Code != "no-allow-rule" {
+		t.Fatalf("recorded verdict %+v", vb)
+	}
+}

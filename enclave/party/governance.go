@@ -230,8 +230,8 @@ func verdictError(v *api.Verdict) error {
 }
 
 // evaluateMethod answers the host's question "what would you decide?"
-// without changing any state.
-func (e *Enclave) evaluateMethod(_ context.Context, req *api.EvaluateRequest) (*api.Verdict, error) {
+// without changing any state but, when asked to, the audit log.
+func (e *Enclave) evaluateMethod(ctx context.Context, req *api.EvaluateRequest) (*api.Verdict, error) {
 	me, _, err := e.ready()
 	if err != nil {
 		return nil, err
@@ -241,12 +241,18 @@ func (e *Enclave) evaluateMethod(_ context.Context, req *api.EvaluateRequest) (*
 		return nil, err
 	}
 	e.gov.mu.Lock()
-	defer e.gov.mu.Unlock()
 	ev, err := e.evaluate(me, req.Request, req.Approvals, e.cfg.Clock())
+	e.gov.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return &ev.verdict, nil
+	v := ev.verdict // before auditAdmission reads ev
+	if req.Record && v.Outcome != api.OutcomeAllow {
+		if err := e.auditAdmission(ctx, ev); err != nil {
+			return nil, err // fail closed: a decision that cannot be recorded is not reported
+		}
+	}
+	return &v, nil
 }
 
 // governSign fills a governed signing proposal: the coordinator evaluates

@@ -260,6 +260,7 @@ func TestCrossParty(t *testing.T) {
 		rule                    string
 		badDigest, digests      bool
 		refusedFirst            bool
+		approval                bool
 	}
 	tests := []struct {
 		name    string
@@ -278,6 +279,7 @@ func TestCrossParty(t *testing.T) {
 		{"decision digest not its verdict's", change{badDigest: true}, "decision_digest", false, []string{"b"}},
 		{"allowed by another rule", change{rule: "big-payments"}, "", true, nil},
 		{"refused, then admitted on a retry", change{refusedFirst: true}, "", false, nil},
+		{"counted another approval", change{approval: true}, "", true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,6 +310,9 @@ func TestCrossParty(t *testing.T) {
 			}
 			if !tt.b.skipRequest {
 				b.Append(audit.TypeRequest, rb.RequestBody())
+			}
+			if tt.b.approval {
+				b.Append(audit.TypeApproval, audit.Approval{RequestID: rb.ID, ApproverKeyID: "appr-alice", Decision: "approve", ApprovalDigest: [32]byte{1}})
 			}
 			v := rb.VerdictBody()
 			if tt.b.badDigest {

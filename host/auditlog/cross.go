@@ -67,10 +67,11 @@ func (c *Cross) OK() bool { return len(c.Findings) == 0 }
 
 // requestView is one party's entries about one request.
 type requestView struct {
-	requests []*Record
-	verdicts []*Record
-	sessions []*Record
-	results  []*Record
+	requests  []*Record
+	approvals []*Record
+	verdicts  []*Record
+	sessions  []*Record
+	results   []*Record
 }
 
 func indexRequests(l *Log) map[string]*requestView {
@@ -89,6 +90,9 @@ func indexRequests(l *Log) map[string]*requestView {
 		case *audit.Request:
 			v := get(b.RequestID)
 			v.requests = append(v.requests, r)
+		case *audit.Approval:
+			v := get(b.RequestID)
+			v.approvals = append(v.approvals, r)
 		case *audit.Verdict:
 			v := get(b.RequestID)
 			v.verdicts = append(v.verdicts, r)
@@ -123,6 +127,10 @@ func indexRequests(l *Log) map[string]*requestView {
 // per party (each counts only what it signed), so a rule over its limit on
 // one party is within it on another. A different rule is a Note; a
 // different digest under the same rule and version is a Finding.
+//
+// Approvals counted (approver, decision, approval digest) are compared
+// too, as a Note: each signer checks an approval's expiry on its own
+// clock, so one may legitimately count an approval another found expired.
 //
 // Keygen ceremonies: every party named in a keygen entry must record the
 // same key with the same public key, threshold and parties.
@@ -322,6 +330,35 @@ func (c *Cross) checkRequest(id string, parties []string, byParty map[string]*Lo
 		case vd.PolicyVersion == refV.PolicyVersion && len(vd.DecisionDigest) > 0 && len(refV.DecisionDigest) > 0 && !bytes.Equal(vd.DecisionDigest, refV.DecisionDigest):
 			c.find(Finding{RequestID: id, Parties: []string{p.id, refVP}, Field: "decision_digest",
 				Detail: fmt.Sprintf("party %s's decision digest %x, party %s's %x, under the same policy version and rule", p.id, vd.DecisionDigest[:min(8, len(vd.DecisionDigest))], refVP, refV.DecisionDigest[:min(8, len(refV.DecisionDigest))]), Seqs: seqs})
+		}
+	}
+
+	// Approvals: each signer verifies the approvals the proposal carries
+	// against its own clock, so one may count an approval that expired
+	// before another looked: a difference is a Note.
+	var refA []string
+	var refAP string
+	for _, p := range present {
+		a := adm[p.id]
+		if a.verdict == nil {
+			continue
+		}
+		var got []string
+		for _, r := range p.v.approvals {
+			if r.Seq < a.verdict.Seq && (a.req == nil || r.Seq > a.req.Seq) {
+				ap := r.Body.(*audit.Approval)
+				got = append(got, fmt.Sprintf("%s:%s:%x", ap.ApproverKeyID, ap.Decision, ap.ApprovalDigest[:4]))
+			}
+		}
+		slices.Sort(got)
+		if refAP == "" {
+			refA, refAP = got, p.id
+			continue
+		}
+		if !slices.Equal(got, refA) {
+			c.Notes = append(c.Notes, Finding{RequestID: id, Parties: []string{p.id, refAP}, Field: "approvals",
+				Detail: fmt.Sprintf("party %s counted approvals [%s], party %s [%s]", p.id, strings.Join(got, " "), refAP, strings.Join(refA, " ")),
+				Seqs:   map[string]uint64{p.id: a.verdict.Seq}})
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/sealsign/sealsign/enclave/audit"
@@ -33,6 +34,13 @@ func fuzzSeeds(f *testing.F) (*auditlogtest.Cluster, [][]byte) {
 		{0xbb, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // a map of 2^63-1 pairs
 		{0x1c},
 		{},
+	}
+	for _, id := range []string{"a", "b"} { // a real demo run's logs (testdata/demo)
+		b, err := os.ReadFile("testdata/demo/" + id + ".cbor-seq")
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, b, b[:len(b)/2])
 	}
 	return c, seeds
 }

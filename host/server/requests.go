@@ -173,7 +173,7 @@ func (s *Server) approveRequest(w http.ResponseWriter, r *http.Request) {
 // be evaluated at all (refused, unreachable); outcomes go into st.
 func (s *Server) process(ctx context.Context, st *RequestStatus, signers []string, first bool) error {
 	var own api.Verdict
-	if err := s.enclave.Call(ctx, api.MethodEvaluate, api.EvaluateRequest{Request: st.Request, Approvals: st.Approvals}, &own); err != nil {
+	if err := s.enclave.Call(ctx, api.MethodEvaluate, api.EvaluateRequest{Request: st.Request, Approvals: st.Approvals, Record: true}, &own); err != nil {
 		return err
 	}
 	st.Verdicts = []api.Verdict{own}
@@ -200,7 +200,7 @@ func (s *Server) process(ctx context.Context, st *RequestStatus, signers []strin
 	// would refuse is named before anything is spent.
 	for _, p := range others(signers, s.cfg.PartyID) {
 		var v api.Verdict
-		if err := s.peerCall(ctx, p, "/v1/peer/evaluate", peerEvaluateBody{Request: st.Request, Approvals: st.Approvals}, &v); err != nil {
+		if err := s.peerCall(ctx, p, "/v1/peer/evaluate", peerEvaluateBody{Request: st.Request, Approvals: st.Approvals, Record: true}, &v); err != nil {
 			st.State, st.Error = StateFailed, err.Error()
 			return nil
 		}
@@ -299,6 +299,7 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request) {
 type peerEvaluateBody struct {
 	Request   []byte   `json:"request"`
 	Approvals [][]byte `json:"approvals,omitempty"`
+	Record    bool     `json:"record,omitempty"`
 }
 
 func (s *Server) peerEvaluate(w http.ResponseWriter, r *http.Request) {
@@ -308,7 +309,7 @@ func (s *Server) peerEvaluate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var v api.Verdict
-	if err := s.enclave.Call(r.Context(), api.MethodEvaluate, api.EvaluateRequest{Request: body.Request, Approvals: body.Approvals}, &v); err != nil {
+	if err := s.enclave.Call(r.Context(), api.MethodEvaluate, api.EvaluateRequest{Request: body.Request, Approvals: body.Approvals, Record: body.Record}, &v); err != nil {
 		writeError(w, err)
 		return
 	}
