@@ -82,7 +82,16 @@ func (e *Enclave) startAudit(ctx context.Context) error {
 		return api.Errorf(api.CodeAttestation, "party: attest for the audit log: %v", err)
 	}
 	l.chain = c
-	return e.appendLocked(ctx, audit.TypeBoot, audit.Boot{Measurement: e.cfg.Measurement, AttestationDocument: doc, ManifestHash: e.manifestHash, Software: "sealsign-enclave"})
+	continuing := l.durable.Seq > 0
+	if err := e.appendLocked(ctx, audit.TypeBoot, audit.Boot{Measurement: e.cfg.Measurement, AttestationDocument: doc, ManifestHash: e.manifestHash, Software: "sealsign-enclave"}); err != nil {
+		return err
+	}
+	if continuing {
+		// The new boot commits, under its attested key, to the log it
+		// continues.
+		return e.checkpointLocked(ctx)
+	}
+	return nil
 }
 
 // settleUnsure learns from the host whether the entry whose append failed

@@ -1230,7 +1230,7 @@ func TestGovernedAuditChain(t *testing.T) {
 		res2 := c.mustSign("a", key.KeyID, ab, c.raw(key.KeyID, []byte("pay 9")))
 		rid2 := res2["b"].RequestID
 		got := entryTypes(auditEntries(t, hb))
-		want := []string{"boot", "request:" + rid2, "verdict:" + rid2, "session:" + rid2, "result:" + rid2}
+		want := []string{"boot", "checkpoint", "request:" + rid2, "verdict:" + rid2, "session:" + rid2, "result:" + rid2}
 		if len(got) != before+len(want) || !slices.Equal(got[before:], want) {
 			t.Fatalf("b's log after the store recovered: %v, want %v after the first %d", got, want, before)
 		}

@@ -63,6 +63,7 @@ type DemoResult struct {
 	TPMRefusalMessage            string           `json:"tpm_refusal_message,omitempty"`
 	TPMUnsealMessage             string           `json:"tpm_unseal_message,omitempty"`
 	Governance                   GovernanceResult `json:"governance"`
+	Audit                        AuditResult      `json:"audit"`
 	TimingsMS                    map[string]int64 `json:"timings_ms"`
 }
 
@@ -264,6 +265,9 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 		return nil, err
 	}
 	if err := d.governanceStory(); err != nil {
+		return nil, err
+	}
+	if err := d.auditStep(); err != nil {
 		return nil, err
 	}
 	return d.res, nil

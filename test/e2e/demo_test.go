@@ -63,6 +63,7 @@ func TestDemoJSON(t *testing.T) {
 		TPMRefusalMsg string                      `json:"tpm_refusal_message"`
 		TPMUnsealMsg  string                      `json:"tpm_unseal_message"`
 		Gov           devcluster.GovernanceResult `json:"governance"`
+		Audit         devcluster.AuditResult      `json:"audit"`
 	}
 	dec := json.NewDecoder(&stdout)
 	dec.DisallowUnknownFields()
@@ -144,6 +145,18 @@ func TestDemoJSON(t *testing.T) {
 	if res.TPMParty != "b" || !res.TPMRefused || !strings.Contains(res.TPMRefusalMsg, `refusing peer "b": tpm: pcr23 mismatch`) ||
 		!res.TPMUnseal || !strings.Contains(res.TPMUnsealMsg, "pcr policy failed: pcr 23") {
 		t.Fatalf("demo tpm outcome: party %q refused %v (%s) unseal refused %v (%s)", res.TPMParty, res.TPMRefused, res.TPMRefusalMsg, res.TPMUnseal, res.TPMUnsealMsg)
+	}
+
+	// After the demo every party's audit log verifies (attested boots, the
+	// TPM party's included) and the signers agree on every request.
+	for _, id := range []string{"a", "b", "c"} {
+		p, ok := res.Audit.Parties[id]
+		if !ok || !p.Verified || p.Entries < 10 || p.Boots < 2 || p.Checkpoints < 1 {
+			t.Fatalf("audit log of %s: %+v", id, p)
+		}
+	}
+	if !res.Audit.CrossPartyOK || res.Audit.Requests < 8 {
+		t.Fatalf("cross-party audit check: ok %v over %d requests: %v", res.Audit.CrossPartyOK, res.Audit.Requests, res.Audit.Findings)
 	}
 
 	// The governance story.
