@@ -33,6 +33,7 @@ const auditUsage = `Usage:
                         [--sign-key FILE] [--json]
   sealsign audit verify-export DIR [--manifest FILE | --dir DIR | --pubkey FILE] [--allow-unsigned] [--json]
   sealsign audit report [SOURCES] [--manifest FILE] [--key ID] [--json]
+  sealsign audit hash VALUE [--host URL | --dir DIR] [--json]
 
 Every party's enclave keeps an audit log: each entry signed by the key of
 the enclave boot that wrote it and chained to the one before; each boot
@@ -115,6 +116,8 @@ func auditMain(args []string, stdout, stderr io.Writer) int {
 		return auditVerifyExport(args[1:], stdout, stderr)
 	case "report":
 		return auditReport(args[1:], stdout, stderr)
+	case "hash":
+		return auditHashMain(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "sealsign: audit: unknown verb %q\n\n%s", args[0], auditUsage)
 	return 2
@@ -771,4 +774,42 @@ func partiesOf(reps []*auditParty) []string {
 		}
 	}
 	return slices.Compact(out)
+}
+
+func auditHashMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit hash", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, auditUsage) }
+	host := fs.String("host", "", "the party's host API (default: party a of the dev appliance)")
+	dir := fs.String("dir", "", "dev appliance directory")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var value string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		value, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if value == "" && fs.NArg() == 1 {
+		value = fs.Arg(0)
+	} else if fs.NArg() != 0 || value == "" {
+		fmt.Fprint(stderr, "sealsign: audit hash needs exactly one VALUE\n\n"+auditUsage)
+		return 2
+	}
+	cl, err := hostClient(*host, *dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealsign: audit hash: %v\n", err)
+		return 1
+	}
+	res, err := cl.AuditHash(context.Background(), value)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealsign: audit hash: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		printJSON(stdout, res)
+		return 0
+	}
+	fmt.Fprintf(stdout, "party %s: %s\n", res.PartyID, res.MAC)
+	return 0
 }

@@ -183,6 +183,22 @@ func TestAppliance(t *testing.T) {
 	signBoth(c, a)
 	signBoth(c, c.Client("c"), "b", "c")
 
+	// The keyed hash an auditor searches a log with: stable for a value,
+	// different for another, through the CLI as through the API.
+	h1, err := a.AuditHash(ctx, "unknown destination")
+	if err != nil || len(h1.MAC) != 64 {
+		t.Fatalf("audit hash: %+v %v", h1, err)
+	}
+	if h2, _ := a.AuditHash(ctx, "unknown destination"); h2.MAC != h1.MAC {
+		t.Fatalf("audit hash not stable: %s, then %s", h1.MAC, h2.MAC)
+	}
+	if h3, _ := a.AuditHash(ctx, "unknown destination."); h3.MAC == h1.MAC {
+		t.Fatal("different values hash alike")
+	}
+	if out, err := exec.Command(filepath.Join(binDir(t), "sealsign"), "audit", "hash", "unknown destination", "--host", a.BaseURL).CombinedOutput(); err != nil || !strings.Contains(string(out), h1.MAC) {
+		t.Fatalf("sealsign audit hash: %s %v", out, err)
+	}
+
 	// Wrong requests get precise errors.
 	if _, err := signRaw(t, c, a, ec.ID, []byte{1, 2, 3}); err == nil || !strings.Contains(err.Error(), "32-byte digest") {
 		t.Fatalf("short digest: %v", err)
