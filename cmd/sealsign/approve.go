@@ -232,7 +232,7 @@ func decideMain(decision string, args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		printJSON(stdout, approveReport{
 			RequestID: id, Decision: decision, Verified: m != nil, Manifest: mpath, ClusterID: chk.clusterID,
-			Summary: summaryJSON(&d.Summary), PayloadHash: hex.EncodeToString(d.Summary.PayloadHash[:]), Status: after,
+			Summary: api.SummaryOf(d.Summary), PayloadHash: hex.EncodeToString(d.Summary.PayloadHash[:]), Status: after,
 		})
 	} else {
 		fmt.Fprintln(stdout)
@@ -429,15 +429,3 @@ func units(v *big.Int, decimals int) string {
 	return whole + "." + frac
 }
 
-// summaryJSON is the locally decoded summary in the shape of the
-// enclaves' verdicts (api.TxSummary), so a script can compare the two.
-func summaryJSON(s *tx.Summary) api.TxSummary {
-	out := api.TxSummary{Kind: string(s.Kind), Chain: s.Chain, Method: s.Method, Digests: s.Digests}
-	if s.Fee != nil {
-		out.Fee = s.Fee.String()
-	}
-	for _, t := range s.Transfers {
-		out.Transfers = append(out.Transfers, api.TxTransfer{Action: string(t.Action), Asset: t.Asset, To: t.To, Amount: t.Amount.String(), Change: t.Change})
-	}
-	return out
-}

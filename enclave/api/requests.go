@@ -3,6 +3,8 @@ package api
 import (
 	"fmt"
 	"strings"
+
+	"github.com/sealsign/sealsign/governance/tx"
 )
 
 // Governed signing (DESIGN.md flow 4). A signing request is a client-signed
@@ -127,6 +129,18 @@ type TxSummary struct {
 	Transfers []TxTransfer `cbor:"4,keyasint,omitempty" json:"transfers,omitempty"`
 	Fee       string       `cbor:"5,keyasint,omitempty" json:"fee,omitempty"`
 	Digests   [][]byte     `cbor:"6,keyasint" json:"digests"`
+}
+
+// SummaryOf is the summary as verdicts show it.
+func SummaryOf(s tx.Summary) TxSummary {
+	out := TxSummary{Kind: string(s.Kind), Chain: s.Chain, Method: s.Method, Digests: s.Digests}
+	if s.Fee != nil {
+		out.Fee = s.Fee.String()
+	}
+	for _, t := range s.Transfers {
+		out.Transfers = append(out.Transfers, TxTransfer{Action: string(t.Action), Asset: t.Asset, To: t.To, Amount: t.Amount.String(), Change: t.Change})
+	}
+	return out
 }
 
 // TxTransfer is one value movement of a payload.

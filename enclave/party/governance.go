@@ -150,7 +150,7 @@ func (e *Enclave) evaluate(me string, signed []byte, approvals [][]byte, now tim
 	ev.decoded = dec
 	sum := dec.Summary
 	ev.verdict.PayloadHash = sum.PayloadHash[:]
-	ev.verdict.Summary = summaryJSON(sum)
+	ev.verdict.Summary = api.SummaryOf(sum)
 
 	tally := approval.NewTally(g.sets.Approvers, approval.Subject{
 		ClusterID: e.manifest.ClusterID, RequestID: r.ID, RequestDigest: ev.reqDigest,
@@ -211,17 +211,6 @@ func outcomeOf(o policy.Outcome) string {
 		return api.OutcomeNeedsApproval
 	}
 	return api.OutcomeDeny
-}
-
-func summaryJSON(s tx.Summary) api.TxSummary {
-	out := api.TxSummary{Kind: string(s.Kind), Chain: s.Chain, Method: s.Method, Digests: s.Digests}
-	if s.Fee != nil {
-		out.Fee = s.Fee.String()
-	}
-	for _, t := range s.Transfers {
-		out.Transfers = append(out.Transfers, api.TxTransfer{Action: string(t.Action), Asset: t.Asset, To: t.To, Amount: t.Amount.String(), Change: t.Change})
-	}
-	return out
 }
 
 // verdictError refuses a verdict that is not allow, naming every reason.
