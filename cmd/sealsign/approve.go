@@ -428,4 +428,3 @@ func units(v *big.Int, decimals int) string {
 	}
 	return whole + "." + frac
 }
-
