@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
+	"github.com/sealsign/sealsign/governance/ceremony"
 	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/host/client"
 	"github.com/sealsign/sealsign/host/devcluster"
@@ -19,15 +23,35 @@ func init() {
 
 const keyUsage = `Usage: sealsign key create|get|list [flags]
 
-  create --alg ecdsa-secp256k1|eddsa-ed25519   run a distributed key generation
+  create --alg ecdsa-secp256k1|eddsa-ed25519 --admin-key FILE --admin-key FILE
+                                               run a distributed key generation
   get KEYID                                    show a key
   list                                         list keys
 
-Flags: --host URL (default: party a of the dev appliance in --dir)
+Key creation is a ceremony the cluster's admins authorise: create signs a
+keygen ceremony (every party of the manifest, at its threshold) with each
+--admin-key, and every enclave verifies that a quorum of the manifest's
+admins signed it. Without --host and without --admin-key, create signs
+with the dev appliance's admin-1 and admin-2.
+
+Flags:
+  --host URL         a party's host API (default: party a of the dev
+                     appliance in --dir)
+  --dir DIR          dev appliance directory
+  --manifest FILE    the cluster manifest (default: the dev appliance's);
+                     create reads cluster id, parties and threshold from it
+  --admin-key FILE   an admin's key file from "sealsign gov-key create"
+                     (create; repeat once per admin of the quorum)
+  --ttl DURATION     how long the ceremony stays valid (create; default
+                     10m, at most 1h)
 
 Examples:
   sealsign key create --alg eddsa-ed25519
+  sealsign key create --alg ecdsa-secp256k1 --host http://10.0.0.5:7701 \
+      --manifest manifest.json --admin-key admin-1.key --admin-key admin-2.key
   sealsign key list --host http://127.0.0.1:7701
+
+Exit codes: 0 ok, 1 failed, 2 usage.
 `
 
 func hostClient(host, dir string) (*client.Client, error) {
@@ -56,13 +80,19 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("key "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, keyUsage) }
-	host := fs.String("host", "", "host API URL")
-	dir := fs.String("dir", "", "dev appliance directory")
+	var t target
+	t.register(fs, true)
 	alg := fs.String("alg", "", "algorithm (create)")
+	ttl := fs.Duration("ttl", 10*time.Minute, "ceremony lifetime (create)")
+	var adminKeys []string
+	fs.Func("admin-key", "admin key file (create; repeatable)", func(s string) error {
+		adminKeys = append(adminKeys, s)
+		return nil
+	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	cl, err := hostClient(*host, *dir)
+	cl, err := t.client()
 	if err != nil {
 		fmt.Fprintf(stderr, "sealsign: %v\n", err)
 		return 1
@@ -75,7 +105,14 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, "sealsign: key create needs --alg\n\n"+keyUsage)
 			return 2
 		}
-		out, err = cl.CreateKey(ctx, *alg)
+		var cer []byte
+		if cer, err = keygenCeremony(&t, *alg, *ttl, adminKeys, stderr); err != nil {
+			if errors.As(err, new(usageError)) {
+				return usageExit("key create", keyUsage, err, stdout, stderr)
+			}
+			return failExit("key create", err, stderr)
+		}
+		out, err = cl.CreateKey(ctx, *alg, cer)
 	case "get":
 		if fs.NArg() != 1 {
 			fmt.Fprint(stderr, keyUsage)
@@ -94,6 +131,55 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 	}
 	printJSON(stdout, out)
 	return 0
+}
+
+// keygenCeremony signs a keygen ceremony for the manifest at hand with the
+// admin keys given, or the dev appliance's admin-1 and admin-2 when it
+// talks to the dev appliance and none is given. A manifest without
+// governance needs no ceremony (nil).
+func keygenCeremony(t *target, alg string, ttl time.Duration, files []string, stderr io.Writer) ([]byte, error) {
+	m, path, err := t.loadManifest()
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		if path, _ := t.manifestPath(); path != "" {
+			return nil, usagef("no manifest at %s to read the cluster's parties and threshold from; pass --manifest FILE or --dir DIR", path)
+		}
+		return nil, usagef("with --host, pass --manifest FILE: the ceremony names the cluster's parties and threshold")
+	}
+	if m.Governance == nil {
+		if len(files) > 0 {
+			return nil, fmt.Errorf("manifest %s has no governance section: its enclaves create keys without a ceremony; drop --admin-key", path)
+		}
+		return nil, nil
+	}
+	var admins []*keys.PrivateKey
+	if len(files) == 0 {
+		if t.host != "" {
+			return nil, usagef("key creation needs a quorum of admins (%d): pass --admin-key FILE once per admin", m.Governance.AdminQuorum)
+		}
+		c, err := devcluster.Load(devDir(t.dir))
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range devcluster.DevCeremonyAdmins {
+			k, err := c.GovernanceKey(id)
+			if err != nil {
+				return nil, err
+			}
+			admins = append(admins, k)
+		}
+		fmt.Fprintf(stderr, "sealsign: no --admin-key: signing the keygen ceremony with the dev appliance's %s\n", strings.Join(devcluster.DevCeremonyAdmins, " and "))
+	}
+	for _, f := range files {
+		k, err := keys.LoadPrivate(f)
+		if err != nil {
+			return nil, err
+		}
+		admins = append(admins, k)
+	}
+	return client.NewCeremony(m.ClusterID, ceremony.KindKeygen, alg, m.PartyIDs(), m.Threshold, ttl, admins...)
 }
 
 const govKeyUsage = `Usage: sealsign gov-key create --id ID --owner OWNER [--alg ed25519|ecdsa-p256] --out FILE

@@ -102,6 +102,9 @@ type ProposeRequest struct {
 	// The enclave decodes the payload and derives the digests itself.
 	Request   []byte   `cbor:"6,keyasint,omitempty"`
 	Approvals [][]byte `cbor:"7,keyasint,omitempty"`
+	// Governed keygen: the admin quorum's signed ceremony authorising it
+	// (governance/ceremony). Every party verifies it.
+	Ceremony []byte `cbor:"8,keyasint,omitempty"`
 }
 
 type ProposeResponse struct {

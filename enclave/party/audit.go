@@ -56,6 +56,15 @@ func (e *Enclave) startAudit(ctx context.Context) error {
 		if en.PartyID != me {
 			return api.Errorf(api.CodeRejected, "party: host's audit log is party %q's, not %q's", en.PartyID, me)
 		}
+		// The tail must at least be a signed entry (by the boot key it
+		// names) and not from the future: its time bounds every later
+		// entry's.
+		if len(en.SignerKey) != ed25519.PublicKeySize || !ed25519.Verify(en.SignerKey, gkeys.Message(audit.SignDomain, se.Entry), se.Signature) {
+			return api.Errorf(api.CodeRejected, "party: host's last audit entry (seq %d) is not signed by the key it names", en.Seq)
+		}
+		if t := time.Unix(0, en.Time); t.After(e.cfg.Clock().Add(2 * time.Minute)) {
+			return api.Errorf(api.CodeRejected, "party: host's last audit entry (seq %d) is dated %s, in the future", en.Seq, t.UTC().Format(time.RFC3339))
+		}
 		l.durable = audit.Head{Seq: en.Seq, Hash: audit.Hash(l.tail), Time: en.Time}
 		l.tail = nil
 	}
@@ -184,7 +193,7 @@ func (e *Enclave) checkpointLocked(ctx context.Context) error {
 // auditCheckpoint appends a checkpoint now (an auditor anchoring an export,
 // say) and returns it.
 func (e *Enclave) auditCheckpoint(ctx context.Context, _ *struct{}) (*api.AuditCheckpointResponse, error) {
-	if _, _, err := e.ready(); err != nil {
+	if _, _, err := e.readyRestored(); err != nil {
 		return nil, err
 	}
 	e.auditMu.Lock()
@@ -205,7 +214,7 @@ func (e *Enclave) auditCheckpoint(ctx context.Context, _ *struct{}) (*api.AuditC
 // under this deployment's salt), so an auditor can look a value up without
 // the log disclosing it.
 func (e *Enclave) auditHash(_ context.Context, req *api.AuditHashRequest) (*api.AuditHashResponse, error) {
-	me, _, err := e.ready()
+	me, _, err := e.readyRestored()
 	if err != nil {
 		return nil, err
 	}

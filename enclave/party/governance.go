@@ -221,7 +221,7 @@ func verdictError(v *api.Verdict) error {
 // evaluateMethod answers the host's question "what would you decide?"
 // without changing any state but, when asked to, the audit log.
 func (e *Enclave) evaluateMethod(ctx context.Context, req *api.EvaluateRequest) (*api.Verdict, error) {
-	me, _, err := e.ready()
+	me, _, err := e.readyRestored()
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +489,7 @@ func latest(s *policy.Store) *policy.Policy {
 // version, time lock: policy.Store.Accept), records it in the audit log and
 // seals it; if either fails the update is undone and refused.
 func (e *Enclave) policyUpdate(ctx context.Context, req *api.PolicyUpdateRequest) (*api.PolicyUpdateResponse, error) {
-	me, _, err := e.ready()
+	me, _, err := e.readyRestored()
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
+	"github.com/sealsign/sealsign/governance/ceremony"
 	"github.com/sealsign/sealsign/hsm"
 )
 
@@ -70,6 +71,7 @@ type Enclave struct {
 	peerStatus   map[string]api.PeerStatus
 	peerClocks   map[string]tpm.ClockInfo // party → TPM clock of the last evidence accepted
 	gov          *governor                // nil when the manifest has no governance
+	ceremonies   *ceremony.ReplayCache    // ceremony ids run (governed keygen); in memory only
 	peerPolicies map[string]peer.Policy   // party → what its attestation must prove (from the manifest)
 	govErr       string                   // why the sealed governance state could not be restored: no signing
 	shares       map[string]*loadedKey
@@ -192,6 +194,13 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 		return nil, api.Errorf(api.CodeBadRequest, "%v", err)
 	}
 	var governed *governor
+	// Ceremonies issued before this boot may have run in an earlier
+	// incarnation, whose record of them is gone.
+	ceremonies, err := ceremony.NewReplayCache(0)
+	if err != nil {
+		return nil, err
+	}
+	ceremonies.SetFloor(e.cfg.Clock())
 	if m.Governance != nil {
 		// The genesis policy must carry the admin quorum's signatures,
 		// checked here, inside the enclave; an enclave that cannot verify
@@ -213,8 +222,26 @@ func (e *Enclave) init(_ context.Context, req *api.InitRequest) (*api.InitRespon
 		return nil, err
 	}
 	e.partyID, e.manifest, e.manifestHash, e.keys, e.gov, e.peerPolicies = req.PartyID, m, hash, keys, governed, policies
+	e.ceremonies = ceremonies
 	e.cfg.Log.Info("initialised", "party", req.PartyID, "cluster", m.ClusterID, "manifest", fmt.Sprintf("%x", hash[:8]))
 	return &api.InitResponse{Identity: keys.Public(), ManifestHash: hash, Measurement: e.cfg.Measurement}, nil
+}
+
+// readyRestored is ready, once the host has also restored the sealed state:
+// nothing that decides, signs or writes the audit log may run on a state
+// the sealed blobs have not yet been given the chance to replace.
+func (e *Enclave) readyRestored() (string, *channel.Keys, error) {
+	me, keys, err := e.ready()
+	if err != nil {
+		return "", nil, err
+	}
+	e.mu.Lock()
+	restored := e.restored
+	e.mu.Unlock()
+	if !restored {
+		return "", nil, api.Errorf(api.CodeUnavailable, "party %s: sealed state not restored yet (host must call restore)", me)
+	}
+	return me, keys, nil
 }
 
 // ready returns the initialised state or an error.
@@ -390,6 +417,14 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	me, _, err := e.ready()
 	if err != nil {
 		return nil, err
+	}
+	// Once per boot: a second restore could swap in older sealed state
+	// (velocity counters, replay cache, audit head) under a running party.
+	e.mu.Lock()
+	again := e.restored
+	e.mu.Unlock()
+	if again {
+		return nil, api.Errorf(api.CodeRejected, "party %s: already restored; restart the enclave to restore again", me)
 	}
 	resp := &api.RestoreResponse{}
 	var govErr error

@@ -223,9 +223,13 @@ func (c *cluster) connect() {
 	}
 }
 
-// session proposes on the coordinator and runs on every party.
+// session proposes on the coordinator and runs on every party. A keygen
+// without a ceremony gets one signed by admin-1 and admin-2 (c.ceremony).
 func (c *cluster) session(coord string, req api.ProposeRequest) (map[string]*api.SessionResult, map[string]error) {
 	ctx := context.Background()
+	if req.Kind == api.KindKeygen && req.Ceremony == nil {
+		req.Ceremony = c.ceremony(req.Algorithm, nil)
+	}
 	prop, err := c.encl[coord].propose(ctx, &req)
 	if err != nil {
 		return nil, map[string]error{coord: err}

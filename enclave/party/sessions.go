@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -13,12 +14,13 @@ import (
 	"github.com/sealsign/sealsign/enclave/audit"
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
+	"github.com/sealsign/sealsign/governance/ceremony"
 	"github.com/sealsign/sealsign/hsm"
 )
 
 // propose builds and signs a session proposal with this enclave as coordinator.
 func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.ProposeResponse, error) {
-	me, keys, err := e.ready()
+	me, keys, err := e.readyRestored()
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +51,7 @@ func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.Prop
 		}
 		p.KeyID = hex.EncodeToString(id)
 		p.Threshold = e.manifest.Threshold
+		p.Ceremony = req.Ceremony
 	case api.KindSign:
 		k, err := e.share(req.KeyID)
 		if err != nil {
@@ -89,6 +92,10 @@ func (e *Enclave) share(keyID string) (*loadedKey, error) {
 // it. For a signing proposal that includes its own policy verdict, returned.
 func (e *Enclave) checkProposal(me string, p *session.Proposal) (*evaluation, error) {
 	if err := e.checkProposalShape(me, p); err != nil {
+		return nil, err
+	}
+	if p.Kind == api.KindKeygen {
+		_, _, err := e.checkCeremony(me, p)
 		return nil, err
 	}
 	if p.Kind != api.KindSign {
@@ -143,7 +150,7 @@ func (e *Enclave) checkProposalShape(me string, p *session.Proposal) error {
 
 // run joins the session a signed proposal describes and returns its result.
 func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionResult, error) {
-	me, keys, err := e.ready()
+	me, keys, err := e.readyRestored()
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +228,14 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 			return nil, err
 		}
 	}
+	var authorisedBy []string
+	var cer *ceremony.Ceremony
+	if p.Kind == api.KindKeygen {
+		// Past this point the ceremony is spent on this party.
+		if cer, authorisedBy, err = e.admitCeremony(me, p); err != nil {
+			return nil, err
+		}
+	}
 	var ev *evaluation
 	if p.Kind == api.KindSign {
 		// Past this point the request is spent on this party and recorded,
@@ -243,7 +258,7 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 			return nil, err
 		}
 		res.SessionID = sid
-		if err := e.finishKeygen(ctx, me, p, out, res); err != nil {
+		if err := e.finishKeygen(ctx, me, p, cer, authorisedBy, out, res); err != nil {
 			return nil, err
 		}
 	case api.KindSign:
@@ -257,7 +272,9 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 
 // finishKeygen seals the new share and has the host store it durably before
 // the key is acknowledged.
-func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Proposal, out any, res *api.SessionResult) error {
+// cer and authorisedBy are the ceremony that authorised it and the admins
+// whose signatures counted (nil without governance).
+func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Proposal, cer *ceremony.Ceremony, authorisedBy []string, out any, res *api.SessionResult) error {
 	rec, err := newShareRecord(p, out)
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "%v", err)
@@ -290,10 +307,14 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobPrefix + p.KeyID, Blob: blob}}, nil); err != nil {
 		return api.Errorf(api.CodeUnavailable, "party: host did not store the sealed share of key %q: %v", p.KeyID, err)
 	}
-	if err := e.auditAppend(ctx, audit.TypeCeremony, audit.Ceremony{
+	entry := audit.Ceremony{
 		Kind: "keygen", KeyID: p.KeyID, Parties: p.Parties, Threshold: uint64(p.Threshold), PublicKey: rec.PublicKey, Outcome: "done",
-		Detail: map[string]string{"algorithm": p.Algorithm},
-	}); err != nil {
+		AuthorisedBy: authorisedBy, Detail: map[string]string{"algorithm": p.Algorithm},
+	}
+	if cer != nil {
+		entry.Detail["ceremony_id"] = cer.ID
+	}
+	if err := e.auditAppend(ctx, audit.TypeCeremony, entry); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -301,6 +322,66 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	e.mu.Unlock()
 	res.PublicKey = rec.PublicKey
 	return nil
+}
+
+// checkCeremony verifies a keygen proposal's authorisation. With
+// governance, keygen is a ceremony the manifest's admin quorum signed
+// (governance/ceremony) for exactly this cluster, algorithm, party set and
+// threshold, not yet run here; it returns the ceremony and the admins whose
+// signatures counted. Without governance there is nobody to authorise it
+// and a proposal carrying a ceremony is refused rather than have its
+// restrictions ignored.
+func (e *Enclave) checkCeremony(me string, p *session.Proposal) (*ceremony.Ceremony, []string, error) {
+	if e.gov == nil {
+		if len(p.Ceremony) != 0 {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "party %s: keygen carries a ceremony, but this cluster's manifest has no governance section to verify it against; create the key without one", me)
+		}
+		return nil, nil, nil
+	}
+	admins := e.gov.sets.Admins
+	if len(p.Ceremony) == 0 {
+		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: no ceremony; key creation needs a keygen ceremony signed by %d of the cluster's admins (sealsign key create --admin-key …)", me, admins.Quorum)
+	}
+	c, by, err := ceremony.Verify(p.Ceremony, admins, e.manifest.ClusterID, e.cfg.Clock(), 0)
+	if err != nil {
+		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: %v", me, err)
+	}
+	var bad []string
+	if c.Kind != ceremony.KindKeygen {
+		bad = append(bad, fmt.Sprintf("kind %q, want %q", c.Kind, ceremony.KindKeygen))
+	}
+	if c.Algorithm != p.Algorithm {
+		bad = append(bad, fmt.Sprintf("algorithm %q, proposal %q", c.Algorithm, p.Algorithm))
+	}
+	if !slices.Equal(c.Parties, p.Parties) {
+		bad = append(bad, fmt.Sprintf("parties %s, proposal %s", strings.Join(c.Parties, ","), strings.Join(p.Parties, ",")))
+	}
+	if c.Threshold != p.Threshold {
+		bad = append(bad, fmt.Sprintf("threshold %d, proposal %d", c.Threshold, p.Threshold))
+	}
+	if len(bad) > 0 {
+		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: ceremony %q does not authorise this proposal: %s", me, c.ID, strings.Join(bad, "; "))
+	}
+	if err := e.ceremonies.Check(c); err != nil {
+		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: %v", me, err)
+	}
+	return c, by, nil
+}
+
+// admitCeremony checks a keygen proposal's ceremony and records its id as
+// run, in one step with the replay check.
+//
+// The record is in memory only (ceremony.ReplayCache, floored at boot);
+// sealing it with the governance state is to follow.
+func (e *Enclave) admitCeremony(me string, p *session.Proposal) (*ceremony.Ceremony, []string, error) {
+	c, by, err := e.checkCeremony(me, p)
+	if err != nil || c == nil {
+		return nil, nil, err
+	}
+	if err := e.ceremonies.Admit(c, e.cfg.Clock()); err != nil {
+		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: %v", me, err)
+	}
+	return c, by, nil
 }
 
 // sender relays envelopes through the host.

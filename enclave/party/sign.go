@@ -76,9 +76,16 @@ func (e *Enclave) signAll(ctx context.Context, me string, keys *channel.Keys, pe
 		done := make(chan struct{})
 		sub := session.SubID(pid, i)
 		record := func(sid []byte) error {
-			return e.auditAppend(ctx, audit.TypeSession, audit.Session{
+			if err := e.auditAppend(ctx, audit.TypeSession, audit.Session{
 				RequestID: ev.req.ID, SessionID: sid, ProposalID: sub, KeyID: p.KeyID, Epoch: p.Epoch, Signers: p.Parties, Digests: [][]byte{m},
-			})
+			}); err != nil {
+				return err
+			}
+			// Sealed before any share leaves: a host that drops the session
+			// entry is caught at the next start.
+			e.gov.mu.Lock()
+			defer e.gov.mu.Unlock()
+			return e.sealGovernance(ctx, me)
 		}
 		out, sid, err := e.runSession(ctx, me, keys, peers, &run, sub, signProtocol(k, m, done), inactivity, record)
 		close(done)

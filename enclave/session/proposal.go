@@ -48,6 +48,10 @@ type Proposal struct {
 	Approvals     [][]byte `cbor:"14,keyasint,omitempty"`
 	PolicyVersion uint64   `cbor:"15,keyasint,omitempty"`
 	Digests       [][]byte `cbor:"16,keyasint,omitempty"`
+	// Governed keygen: the admin quorum's signed ceremony authorising it.
+	// Every party verifies it against the manifest's admins and refuses a
+	// ceremony id it has run before.
+	Ceremony []byte `cbor:"17,keyasint,omitempty"`
 }
 
 // MaxDigests bounds the digests one governed proposal signs (a PSBT signs
@@ -128,6 +132,9 @@ func (p *Proposal) Check() error {
 	}
 	if p.Kind == api.KindKeygen && (len(p.Message) != 0 || p.Governed() || len(p.Digests) != 0 || len(p.Approvals) != 0) {
 		return fmt.Errorf("session: keygen proposal carries a message or a request")
+	}
+	if p.Kind == api.KindSign && len(p.Ceremony) != 0 {
+		return fmt.Errorf("session: sign proposal carries a ceremony (keygen only)")
 	}
 	if p.Kind == api.KindSign {
 		msgs := [][]byte{p.Message}

@@ -92,16 +92,39 @@ func (a Admins) validate() error {
 	return nil
 }
 
-// verifyQuorum counts valid signatures from distinct admin keys with
-// distinct owners; everything else is listed in the error.
-func (a Admins) verifyQuorum(s *SignedPolicy) error {
-	if err := a.validate(); err != nil {
-		return err
+// QuorumError is a quorum that was not reached: how many signatures
+// counted, how many were needed, and why each other signature did not
+// count.
+type QuorumError struct {
+	Valid, Quorum int
+	NotCounted    []string
+}
+
+func (e *QuorumError) Error() string {
+	msg := fmt.Sprintf("%d valid admin signatures of %d needed", e.Valid, e.Quorum)
+	if len(e.NotCounted) > 0 {
+		msg += " (not counted: " + strings.Join(e.NotCounted, "; ") + ")"
 	}
-	var bad []string
+	return msg
+}
+
+// VerifyQuorum checks that at least a.Quorum of sigs are valid signatures
+// under domain over body, from distinct admin keys of distinct owners, and
+// returns the key ids that counted, in signature order. Unknown signers,
+// repeated keys or owners and bad signatures do not count; when the quorum
+// is not reached the error is a *QuorumError listing them. It is the
+// quorum rule of everything the admins sign (policies, ceremonies), so
+// each document type checks it the same way under its own domain.
+func (a Admins) VerifyQuorum(domain string, body []byte, sigs []Sig) ([]string, error) {
+	if err := a.validate(); err != nil {
+		return nil, err
+	}
+	if len(sigs) > MaxSignatures {
+		return nil, fmt.Errorf("policy: %d signatures, more than the %d allowed", len(sigs), MaxSignatures)
+	}
+	var bad, counted []string
 	keysSeen, ownersSeen := map[string]bool{}, map[string]bool{}
-	valid := 0
-	for i, sig := range s.Signatures {
+	for i, sig := range sigs {
 		k, ok := a.Keys[sig.KeyID]
 		switch {
 		case !ok:
@@ -112,21 +135,29 @@ func (a Admins) verifyQuorum(s *SignedPolicy) error {
 			keysSeen[sig.KeyID] = true
 			bad = append(bad, fmt.Sprintf("signature %d by %q: owner %q already signed", i, sig.KeyID, k.Owner))
 		default:
-			if err := k.Verify(Domain, s.Policy, sig.Signature); err != nil {
-				bad = append(bad, fmt.Sprintf("signature %d by %q: does not verify over domain %q", i, sig.KeyID, Domain))
+			if err := k.Verify(domain, body, sig.Signature); err != nil {
+				bad = append(bad, fmt.Sprintf("signature %d by %q: does not verify over domain %q", i, sig.KeyID, domain))
 				continue
 			}
 			keysSeen[sig.KeyID] = true
 			ownersSeen[k.Owner] = true
-			valid++
+			counted = append(counted, sig.KeyID)
 		}
 	}
-	if valid < a.Quorum {
-		msg := fmt.Sprintf("policy: %d valid admin signatures of %d needed", valid, a.Quorum)
-		if len(bad) > 0 {
-			msg += " (not counted: " + strings.Join(bad, "; ") + ")"
+	if len(counted) < a.Quorum {
+		return nil, &QuorumError{Valid: len(counted), Quorum: a.Quorum, NotCounted: bad}
+	}
+	return counted, nil
+}
+
+// verifyQuorum is VerifyQuorum for a signed policy.
+func (a Admins) verifyQuorum(s *SignedPolicy) error {
+	if _, err := a.VerifyQuorum(Domain, s.Policy, s.Signatures); err != nil {
+		var qe *QuorumError
+		if errors.As(err, &qe) {
+			return fmt.Errorf("policy: %w", err)
 		}
-		return errors.New(msg)
+		return err
 	}
 	return nil
 }

@@ -4,14 +4,18 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/sealsign/sealsign/governance/ceremony"
+	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/host/server"
 )
 
@@ -83,11 +87,40 @@ func (c *Client) Health(ctx context.Context) (*server.HealthResponse, error) {
 	return &h, err
 }
 
-// CreateKey runs a DKG for algorithm.
-func (c *Client) CreateKey(ctx context.Context, algorithm string) (*server.KeyJSON, error) {
+// CreateKey runs a DKG for algorithm, authorised by ceremony (a signed
+// keygen ceremony, see NewCeremony; nil for a cluster without governance).
+func (c *Client) CreateKey(ctx context.Context, algorithm string, ceremony []byte) (*server.KeyJSON, error) {
 	var k server.KeyJSON
-	err := c.do(ctx, http.MethodPost, "/v1/keys", server.CreateKeyRequest{Algorithm: algorithm}, &k)
+	err := c.do(ctx, http.MethodPost, "/v1/keys", server.CreateKeyRequest{Algorithm: algorithm, Ceremony: ceremony}, &k)
 	return &k, err
+}
+
+// NewCeremony builds a ceremony of kind (ceremony.KindKeygen) for clusterID
+// with a fresh random id, valid from now for ttl (at most
+// ceremony.MaxLifetime), and signs it with every admin key given. parties
+// are sorted; for keygen they must be every party of the cluster, and
+// threshold the manifest's.
+func NewCeremony(clusterID, kind, algorithm string, parties []string, threshold int, ttl time.Duration, admins ...*keys.PrivateKey) ([]byte, error) {
+	if ttl <= 0 || ttl > ceremony.MaxLifetime {
+		return nil, fmt.Errorf("client: ceremony lifetime %s invalid (want up to %s)", ttl, ceremony.MaxLifetime)
+	}
+	if len(admins) == 0 {
+		return nil, fmt.Errorf("client: a ceremony needs admin signatures; give the admin keys of a quorum")
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	parties = slices.Clone(parties)
+	slices.Sort(parties)
+	// IssuedAt is now, not backdated: an enclave refuses ceremonies issued
+	// before it booted (ceremony.ReplayCache.SetFloor).
+	now := time.Now()
+	return ceremony.New(ceremony.Ceremony{
+		Format: ceremony.FormatV1, ID: kind + "-" + hex.EncodeToString(id), ClusterID: clusterID, Kind: kind,
+		Algorithm: algorithm, Parties: parties, Threshold: threshold,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(),
+	}, admins...)
 }
 
 // Key returns one key.

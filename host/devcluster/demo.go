@@ -156,7 +156,7 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 
 	if err := d.step("keygen_ecdsa", "distributed key generation: 2-of-3 ECDSA secp256k1", func() error {
 		var err error
-		d.ecKey, err = d.a().CreateKey(ctx, api.AlgECDSASecp256k1)
+		d.ecKey, err = d.c.CreateKey(ctx, api.AlgECDSASecp256k1)
 		if err != nil {
 			return err
 		}
@@ -175,7 +175,7 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 	}
 	if err := d.step("keygen_eddsa", "distributed key generation: 2-of-3 EdDSA Ed25519", func() error {
 		var err error
-		d.edKey, err = d.a().CreateKey(ctx, api.AlgEdDSAEd25519)
+		d.edKey, err = d.c.CreateKey(ctx, api.AlgEdDSAEd25519)
 		if err == nil {
 			fmt.Fprintf(out, "  key %s  public key %s\n", d.edKey.ID, d.edKey.PublicKey)
 		}

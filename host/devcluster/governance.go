@@ -2,6 +2,7 @@ package devcluster
 
 import (
 	"bytes"
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,11 @@ import (
 
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/governance/approval"
+	"github.com/sealsign/sealsign/governance/ceremony"
 	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/governance/policy"
+	"github.com/sealsign/sealsign/host/client"
+	"github.com/sealsign/sealsign/host/server"
 )
 
 // defaultPolicyTemplate is the genesis policy of a dev cluster unless
@@ -296,4 +300,47 @@ func (c *Cluster) GenesisPolicy() (signed []byte, p *policy.Policy, err error) {
 		return nil, nil, fmt.Errorf("devcluster: %s: %w", path, err)
 	}
 	return signed, p, nil
+}
+
+// DevCeremonyAdmins are the dev cluster's admins that authorise its key
+// ceremonies (a quorum of 2 of admin-1, admin-2, admin-3).
+var DevCeremonyAdmins = []string{"admin-1", "admin-2"}
+
+// KeygenCeremony returns a keygen ceremony for algorithm over every party
+// of the cluster at the manifest's threshold, valid for ttl and signed by
+// the admin keys named (DevCeremonyAdmins when none).
+func (c *Cluster) KeygenCeremony(algorithm string, ttl time.Duration, adminIDs ...string) ([]byte, error) {
+	if len(adminIDs) == 0 {
+		adminIDs = DevCeremonyAdmins
+	}
+	raw, err := os.ReadFile(c.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("devcluster: %w", err)
+	}
+	m, err := api.ParseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("devcluster: %s: %w", c.Manifest, err)
+	}
+	var admins []*keys.PrivateKey
+	for _, id := range adminIDs {
+		k, err := c.GovernanceKey(id)
+		if err != nil {
+			return nil, err
+		}
+		admins = append(admins, k)
+	}
+	return client.NewCeremony(m.ClusterID, ceremony.KindKeygen, algorithm, m.PartyIDs(), m.Threshold, ttl, admins...)
+}
+
+// CreateKey runs a keygen from the first party's host (a), authorised by
+// a ceremony that admin-1 and admin-2 sign.
+func (c *Cluster) CreateKey(ctx context.Context, algorithm string) (*server.KeyJSON, error) {
+	if len(c.Parties) == 0 {
+		return nil, errors.New("devcluster: cluster has no parties")
+	}
+	cer, err := c.KeygenCeremony(algorithm, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	return c.Client(c.Parties[0].ID).CreateKey(ctx, algorithm, cer)
 }

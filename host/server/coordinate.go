@@ -25,8 +25,10 @@ const (
 
 // CreateKey runs a distributed key generation among every party of the
 // cluster, coordinated from this host. It returns once every party's enclave
-// has sealed its share and its host has stored it.
-func (s *Server) CreateKey(ctx context.Context, algorithm string) (store.Key, error) {
+// has sealed its share and its host has stored it. ceremony is the admin
+// quorum's signed authorisation, relayed to the enclaves, which verify it
+// (a governed cluster refuses keygen without one).
+func (s *Server) CreateKey(ctx context.Context, algorithm string, ceremony []byte) (store.Key, error) {
 	switch algorithm {
 	case api.AlgECDSASecp256k1, api.AlgEdDSAEd25519:
 	default:
@@ -39,7 +41,7 @@ func (s *Server) CreateKey(ctx context.Context, algorithm string) (store.Key, er
 	if err != nil {
 		return store.Key{}, err
 	}
-	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindKeygen, Algorithm: algorithm, Parties: parties}, docs)
+	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindKeygen, Algorithm: algorithm, Parties: parties, Ceremony: ceremony}, docs)
 	if err != nil {
 		return store.Key{}, err
 	}
@@ -71,6 +73,14 @@ func (s *Server) signGoverned(ctx context.Context, k store.Key, signers []string
 	defer cancel()
 	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindSign, Algorithm: k.Algorithm, KeyID: k.ID, Parties: signers, Request: signed, Approvals: approvals}, docs)
 	if err != nil {
+		// Our enclave verified its signatures before returning them: if it
+		// finished, the signature exists (and the request id is spent), so
+		// losing it over a later failure elsewhere would only invite a
+		// second signing of the same payload under a new request.
+		if mine := results[s.cfg.PartyID]; mine != nil && len(mine.Signatures) == len(mine.Digests) && len(mine.Signatures) > 0 {
+			s.cfg.Log.Warn("signing finished here but failed on another signer", "request", mine.RequestID, "err", err)
+			return mine, nil
+		}
 		return nil, err
 	}
 	mine := results[s.cfg.PartyID]
@@ -256,7 +266,9 @@ func (s *Server) coordinate(ctx context.Context, req api.ProposeRequest, docs ma
 			}
 		}
 		sort.Strings(parts)
-		return nil, api.Errorf(code, "server: %s %s failed: %s", req.Kind, req.Algorithm, strings.Join(parts, "; "))
+		// The results of the parties that finished go back too: a signing
+		// may have completed on some (see signGoverned).
+		return results, api.Errorf(code, "server: %s %s failed: %s", req.Kind, req.Algorithm, strings.Join(parts, "; "))
 	}
 	return results, nil
 }

@@ -107,6 +107,10 @@ func keyJSON(k store.Key) KeyJSON {
 // CreateKeyRequest is the body of POST /v1/keys.
 type CreateKeyRequest struct {
 	Algorithm string `json:"algorithm"`
+	// Ceremony is the signed keygen ceremony (governance/ceremony) the
+	// manifest's admin quorum issued; every enclave of a governed cluster
+	// requires it. JSON encodes it as base64.
+	Ceremony []byte `json:"ceremony,omitempty"`
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +119,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	k, err := s.CreateKey(r.Context(), req.Algorithm)
+	k, err := s.CreateKey(r.Context(), req.Algorithm, req.Ceremony)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -210,7 +210,7 @@ func (s *Server) process(ctx context.Context, st *RequestStatus, signers []strin
 			return nil
 		}
 		if v.PolicyVersion != own.PolicyVersion || !bytes.Equal(v.PayloadHash, own.PayloadHash) {
-			st.State, st.Error = StateFailed, fmt.Sprintf("party %s evaluates under policy v%d, payload %x; party %s under v%d, payload %x: the parties disagree, not signing", p, v.PolicyVersion, v.PayloadHash[:8], s.cfg.PartyID, own.PolicyVersion, own.PayloadHash[:8])
+			st.State, st.Error = StateFailed, fmt.Sprintf("party %s evaluates under policy v%d, payload %x; party %s under v%d, payload %x: the parties disagree, not signing", p, v.PolicyVersion, v.PayloadHash, s.cfg.PartyID, own.PolicyVersion, own.PayloadHash)
 			return nil
 		}
 	}
@@ -268,7 +268,15 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	expire(st, time.Now())
 	writeStatus(w, st)
+}
+
+// expire shows a pending request past its expiry as failed.
+func expire(st *RequestStatus, now time.Time) {
+	if st.State == StatePending && st.ExpiresAt <= now.Unix() {
+		st.State, st.Error = StateFailed, "expired before it was approved"
+	}
 }
 
 func (s *Server) listRequests(w http.ResponseWriter, r *http.Request) {
@@ -279,15 +287,13 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := RequestList{Requests: []RequestStatus{}}
-	now := time.Now().Unix()
+	now := time.Now()
 	for _, b := range recs {
 		var st RequestStatus
 		if err := json.Unmarshal(b, &st); err != nil {
 			continue
 		}
-		if st.State == StatePending && st.ExpiresAt <= now {
-			st.State, st.Error = StateFailed, "expired before it was approved"
-		}
+		expire(&st, now)
 		if state == "" || st.State == state {
 			out.Requests = append(out.Requests, st)
 		}

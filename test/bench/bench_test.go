@@ -230,7 +230,7 @@ func BenchmarkSigning(b *testing.B) {
 	cl := c.Client("a")
 	var ecKey, edKey string
 	for deadline := time.Now().Add(time.Minute); ; {
-		k, err := cl.CreateKey(cctx, api.AlgECDSASecp256k1)
+		k, err := c.CreateKey(cctx, api.AlgECDSASecp256k1)
 		if err == nil {
 			ecKey = k.ID
 			break
@@ -240,7 +240,7 @@ func BenchmarkSigning(b *testing.B) {
 		}
 		time.Sleep(time.Second)
 	}
-	k, err := cl.CreateKey(cctx, api.AlgEdDSAEd25519)
+	k, err := c.CreateKey(cctx, api.AlgEdDSAEd25519)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestAuditStore(t *testing.T) {
 	c := upWithAuditStores(t, dir, map[string]string{"a": pgURL})
 	a, b := c.Client("a"), c.Client("b")
 
-	key, err := a.CreateKey(ctx, api.AlgEdDSAEd25519)
+	key, err := c.CreateKey(ctx, api.AlgEdDSAEd25519)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,11 +144,11 @@ func TestAppliance(t *testing.T) {
 	a := c.Client("a")
 
 	waitPreParams(t, c)
-	ec, err := a.CreateKey(ctx, api.AlgECDSASecp256k1)
+	ec, err := c.CreateKey(ctx, api.AlgECDSASecp256k1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ed, err := a.CreateKey(ctx, api.AlgEdDSAEd25519)
+	ed, err := c.CreateKey(ctx, api.AlgEdDSAEd25519)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +209,18 @@ func TestAppliance(t *testing.T) {
 	if _, err := signRaw(t, c, a, ec.ID, digest[:], "a", "b", "c"); !isAPIError(err, 400, "exactly 2 signers") {
 		t.Fatalf("three signers: %v", err)
 	}
-	if _, err := a.CreateKey(ctx, "rsa-4096"); !isAPIError(err, 400, "unsupported") {
+	if _, err := c.CreateKey(ctx, "rsa-4096"); !isAPIError(err, 400, "unsupported") {
 		t.Fatalf("unknown algorithm: %v", err)
+	}
+	// Key creation is an admin ceremony: the host alone cannot start one,
+	// nor can one admin.
+	if _, err := a.CreateKey(ctx, api.AlgEdDSAEd25519, nil); err == nil || !strings.Contains(err.Error(), "no ceremony") {
+		t.Fatalf("keygen without a ceremony: %v", err)
+	}
+	if one, err := c.KeygenCeremony(api.AlgEdDSAEd25519, time.Minute, "admin-1"); err != nil {
+		t.Fatal(err)
+	} else if _, err := a.CreateKey(ctx, api.AlgEdDSAEd25519, one); err == nil || !strings.Contains(err.Error(), "1 valid admin signatures of 2 needed") {
+		t.Fatalf("keygen authorised by one admin: %v", err)
 	}
 
 	// Restart everything: shares come back from sealed blobs only.
