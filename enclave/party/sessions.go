@@ -317,6 +317,16 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	if err := e.auditAppend(ctx, audit.TypeCeremony, entry); err != nil {
 		return err
 	}
+	// Sealed again, so the sealed audit head covers the ceremony: a host
+	// that drops it from the log is caught at the next start.
+	if e.gov != nil {
+		e.gov.mu.Lock()
+		err := e.sealGovernance(ctx, me)
+		e.gov.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	e.mu.Lock()
 	e.shares[p.KeyID] = k
 	e.mu.Unlock()
