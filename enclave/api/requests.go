@@ -175,6 +175,20 @@ type PolicyUpdateResponse struct {
 // stored after all.
 const MethodAuditTail = "audit_tail"
 
+// MethodAuditRange is called by the enclave on the host at its start:
+// AuditRangeRequest → AuditRangeResponse, the entries from seq From on (at
+// most Limit), which the enclave verifies against the head it sealed.
+const MethodAuditRange = "audit_range"
+
+type AuditRangeRequest struct {
+	From  uint64 `cbor:"1,keyasint"`
+	Limit int    `cbor:"2,keyasint"`
+}
+
+type AuditRangeResponse struct {
+	Entries [][]byte `cbor:"1,keyasint,omitempty"`
+}
+
 type AuditTailResponse struct {
 	Entry []byte `cbor:"1,keyasint,omitempty"`
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/sealsign/sealsign/enclave/audit"
 	"github.com/sealsign/sealsign/enclave/channel"
 	gkeys "github.com/sealsign/sealsign/governance/keys"
+
+	"github.com/sealsign/sealsign/attestation/peer"
 	"github.com/sealsign/sealsign/governance/policy"
 )
 
@@ -24,6 +26,9 @@ type auditLog struct {
 	// sealed is the audit head recorded in the sealed governance state; the
 	// host's log must reach it.
 	sealed audit.Head
+	// sealedSigner is the identity signing key of the boot that sealed it
+	// (nil for state sealed before it was recorded).
+	sealedSigner []byte
 	// since counts entries after the last checkpoint.
 	since int
 	// unsure is set when an append failed without an answer from the host:
@@ -76,6 +81,11 @@ func (e *Enclave) startAudit(ctx context.Context) error {
 	if sealed := l.sealed; true {
 		if sealed.Seq > l.durable.Seq || (sealed.Seq == l.durable.Seq && sealed.Seq > 0 && sealed.Hash != l.durable.Hash) {
 			return api.Errorf(api.CodeRejected, "party: host's audit log ends at entry %d, but this party sealed entry %d (%x…): the log was truncated or replaced; refusing to continue it", l.durable.Seq, sealed.Seq, sealed.Hash[:8])
+		}
+		if sealed.Seq > 0 && l.durable.Seq > sealed.Seq && len(l.sealedSigner) > 0 {
+			if err := e.checkUnsealed(ctx, me); err != nil {
+				return err
+			}
 		}
 	}
 	c, err := audit.NewChain(me, keys.AuditKey(), l.durable)
@@ -240,12 +250,70 @@ func (e *Enclave) durableAuditHead() audit.Head {
 	return e.audit.durable
 }
 
-// setSealedAuditHead records the head the sealed state holds. Lock order:
-// the governance lock, then auditMu.
-func (e *Enclave) setSealedAuditHead(h audit.Head) {
+// setSealedAuditHead records the head the sealed state holds and the key
+// of the boot that sealed it. Lock order: the governance lock, then
+// auditMu.
+func (e *Enclave) setSealedAuditHead(h audit.Head, signer []byte) {
 	e.auditMu.Lock()
 	defer e.auditMu.Unlock()
-	e.audit.sealed = h
+	e.audit.sealed, e.audit.sealedSigner = h, signer
+}
+
+// maxUnsealed bounds the entries a host may hold after the sealed head.
+const maxUnsealed = 10000
+
+// checkUnsealed verifies the entries the host holds after the sealed head,
+// up to its tail: linked from the sealed head, signed by the boot that
+// sealed it or by a later boot whose entry carries an attestation of this
+// party that verifies under the manifest. A host cannot make up entries
+// this party did not write.
+func (e *Enclave) checkUnsealed(ctx context.Context, me string) error {
+	l := &e.audit
+	n := l.durable.Seq - l.sealed.Seq
+	if n > maxUnsealed {
+		return api.Errorf(api.CodeRejected, "party: host's audit log holds %d entries after the %d this party sealed; refusing to continue it", n, l.sealed.Seq)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var rng api.AuditRangeResponse
+	if err := e.callHost(cctx, api.MethodAuditRange, api.AuditRangeRequest{From: l.sealed.Seq + 1, Limit: int(n)}, &rng); err != nil {
+		return api.Errorf(api.CodeUnavailable, "party: audit log: cannot read the entries after the sealed head: %v", err)
+	}
+	// Boot entries are checked at their own time (the trust callback does
+	// not see it).
+	bootAt := map[string]time.Time{}
+	for _, b := range rng.Entries {
+		var se audit.SignedEntry
+		var en audit.Entry
+		if api.Unmarshal(b, &se) == nil && api.Unmarshal(se.Entry, &en) == nil && en.Type == audit.TypeBoot {
+			bootAt[string(en.SignerKey)] = time.Unix(0, en.Time)
+		}
+	}
+	pol := e.peerPolicies[me]
+	head, err := audit.VerifyWith(rng.Entries, audit.VerifyOptions{PartyID: me, Start: l.sealed, Trust: func(signerKey []byte, boot *audit.Boot) error {
+		if boot == nil {
+			if !bytes.Equal(signerKey, l.sealedSigner) {
+				return fmt.Errorf("signed by a key that is not the sealing boot's")
+			}
+			return nil
+		}
+		v, err := peer.Verify(boot.AttestationDocument, pol, peer.Expect{UserData: e.manifestHash}, bootAt[string(signerKey)], 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		var id api.Identity
+		if err := api.Unmarshal(v.PublicKey, &id); err != nil || id.PartyID != me || !bytes.Equal(id.SigningKey, signerKey) {
+			return fmt.Errorf("boot attestation does not name this party's signer key")
+		}
+		return nil
+	}})
+	if err == nil && (head.Seq != l.durable.Seq || head.Hash != l.durable.Hash) {
+		err = fmt.Errorf("the entries end at seq %d, the tail is seq %d", head.Seq, l.durable.Seq)
+	}
+	if err != nil {
+		return api.Errorf(api.CodeRejected, "party: host's audit entries after the sealed head (seq %d) do not verify: %v; refusing to continue the log", l.sealed.Seq, err)
+	}
+	return nil
 }
 
 func verdictBody(ev *evaluation) audit.Verdict {

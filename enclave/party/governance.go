@@ -372,6 +372,9 @@ type sealedGovernance struct {
 	AuditHead audit.Head `cbor:"3,keyasint"`
 	AuditSalt []byte     `cbor:"4,keyasint"`
 	Replay    []byte     `cbor:"5,keyasint,omitempty"` // request.ReplayCache
+	// AuditSigner is the identity signing key of the boot that sealed:
+	// entries after AuditHead must be its or an attested later boot's.
+	AuditSigner []byte `cbor:"6,keyasint,omitempty"`
 }
 
 // sealGovernance seals the governance state and has the host store it;
@@ -398,7 +401,12 @@ func (e *Enclave) sealGovernance(ctx context.Context, me string) error {
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "party: seal replay cache: %v", err)
 	}
-	pt, err := api.Marshal(sealedGovernance{Policies: ps, Velocity: vs, AuditHead: head, AuditSalt: g.salt, Replay: rs})
+	_, keys, err := e.ready()
+	if err != nil {
+		return err
+	}
+	signer := keys.Public().SigningKey
+	pt, err := api.Marshal(sealedGovernance{Policies: ps, Velocity: vs, AuditHead: head, AuditSalt: g.salt, Replay: rs, AuditSigner: signer})
 	if err != nil {
 		return err
 	}
@@ -409,7 +417,7 @@ func (e *Enclave) sealGovernance(ctx context.Context, me string) error {
 	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: governanceBlob, Blob: blob}}, nil); err != nil {
 		return api.Errorf(api.CodeUnavailable, "party: host did not store the governance state: %v (refusing to sign)", err)
 	}
-	e.setSealedAuditHead(head)
+	e.setSealedAuditHead(head, signer)
 	return nil
 }
 
@@ -473,7 +481,7 @@ func (e *Enclave) restoreGovernance(me string, blob []byte) error {
 		g.replay = replay
 	}
 	g.vel, g.salt = vel, sg.AuditSalt
-	e.setSealedAuditHead(sg.AuditHead)
+	e.setSealedAuditHead(sg.AuditHead, sg.AuditSigner)
 	return nil
 }
 

@@ -89,6 +89,14 @@ func (h *memHost) Call(ctx context.Context, method string, req, resp any) error 
 			h.auditLoseAck = false
 			return errors.New("memhost: connection reset (the entry was stored)")
 		}
+	case api.MethodAuditRange:
+		r := req.(api.AuditRangeRequest)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		out := resp.(*api.AuditRangeResponse)
+		for i := r.From; i <= uint64(len(h.audit)) && len(out.Entries) < r.Limit; i++ {
+			out.Entries = append(out.Entries, h.audit[i-1])
+		}
 	case api.MethodAuditTail:
 		h.mu.Lock()
 		defer h.mu.Unlock()

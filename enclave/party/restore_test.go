@@ -2,6 +2,7 @@ package party
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/enclave/audit"
+	gkeys "github.com/sealsign/sealsign/governance/keys"
 )
 
 // TestRestoreOncePerBoot: a host cannot restore twice (swapping in older
@@ -121,4 +123,47 @@ func TestForgedAuditTail(t *testing.T) {
 	}
 	c.restart("b")
 	c.mustSign("a", key.KeyID, []string{"a", "b"}, c.raw(key.KeyID, []byte("pay 9")))
+}
+
+// TestUnsealedAuditSegment: the entries a host holds after the head a party
+// sealed must be that party's — linked from the sealed head and signed by
+// the sealing boot or an attested later one. Genuine unsealed entries (a
+// recorded denial) are continued after a restart; an entry the host made
+// up, however well formed, is refused.
+func TestUnsealedAuditSegment(t *testing.T) {
+	c := newClusterWith(t, clusterOptions{policy: []byte(psbtPolicy)}) // raw digests denied
+	key := c.keygen(api.AlgEdDSAEd25519)
+	ctx := context.Background()
+	h := c.hosts["b"]
+	// A recorded denial is written but not sealed.
+	if v, err := c.encl["b"].evaluateMethod(ctx, &api.EvaluateRequest{Request: c.raw(key.KeyID, []byte("pay 1")), Record: true}); err != nil || v.Outcome != api.OutcomeDeny {
+		t.Fatalf("evaluate: %+v %v", v, err)
+	}
+	c.restart("b")
+	if _, err := c.encl["b"].auditCheckpoint(ctx, nil); err != nil {
+		t.Fatalf("b continuing its own unsealed entries: %v", err)
+	}
+
+	// The host appends an entry of its own making after the tail.
+	h.mu.Lock()
+	tail := h.audit[len(h.audit)-1]
+	var se audit.SignedEntry
+	var en audit.Entry
+	if err := api.Unmarshal(tail, &se); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Unmarshal(se.Entry, &en); err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	body, _ := api.Marshal(audit.Checkpoint{Count: en.Seq, Head: audit.Hash(tail)})
+	forged := audit.Entry{Format: audit.FormatV1, PartyID: "b", Seq: en.Seq + 1, Time: en.Time + 1, Prev: audit.Hash(tail), Type: audit.TypeCheckpoint, Body: body, SignerKey: pub}
+	fb, _ := api.Marshal(&forged)
+	sb, _ := api.Marshal(&audit.SignedEntry{Entry: fb, Signature: ed25519.Sign(priv, gkeys.Message(audit.SignDomain, fb))})
+	h.audit = append(h.audit, sb)
+	h.mu.Unlock()
+	c.restart("b")
+	if _, err := c.encl["b"].auditCheckpoint(ctx, nil); api.CodeOf(err) != api.CodeRejected || !strings.Contains(err.Error(), "after the sealed head") {
+		t.Fatalf("b continuing a log with an entry it did not write: %v", err)
+	}
 }

@@ -86,11 +86,12 @@ func New(cfg Config) (*Server, error) {
 // ctx ends or the enclave goes away (see Server.EnclaveDone).
 func (s *Server) AttachEnclave(ctx context.Context, rwc io.ReadWriteCloser) error {
 	conn := api.NewConn(rwc, map[string]api.Handler{
-		api.MethodSend:      s.handleSend,
-		api.MethodStore:     s.handleStore,
-		api.MethodDelete:    s.handleDelete,
-		api.MethodAudit:     s.handleAudit,
-		api.MethodAuditTail: s.handleAuditTail,
+		api.MethodSend:       s.handleSend,
+		api.MethodStore:      s.handleStore,
+		api.MethodDelete:     s.handleDelete,
+		api.MethodAudit:      s.handleAudit,
+		api.MethodAuditTail:  s.handleAuditTail,
+		api.MethodAuditRange: s.handleAuditRange,
 	})
 	conn.OnBadFrame = func(err error) { s.cfg.Log.Error("bad frame from enclave", "err", err) }
 	s.enclave = conn
