@@ -322,15 +322,17 @@ func toolVersion() string {
 	return "(devel)"
 }
 
-// writeAtomically writes name through a temporary file in the same
-// directory, so a failed build never leaves a half-written image and an
-// image can be signed in place.
+// writeAtomically writes name (mode 0644) through a temporary file in the
+// same directory: written, synced, renamed over name, and the directory
+// synced, so a crash or a failed write leaves the old file or the new one,
+// never a torn one (an image can be signed in place; a policy file signed
+// again).
 func writeAtomically(name string, write func(io.Writer) error) error {
 	dir := filepath.Dir(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".sealsign-eif-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -343,10 +345,21 @@ func writeAtomically(name string, write func(io.Writer) error) error {
 		tmp.Close()
 		return err
 	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), name)
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 func openContent(name string) (eif.Content, func(), error) {

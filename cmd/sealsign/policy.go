@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -148,7 +147,7 @@ func policySign(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := writeAtomic(*out, data, 0o644); err != nil {
+	if err := writeAtomically(*out, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
 		return fail(err)
 	}
 	fmt.Fprintf(stdout, "signed policy v%d for cluster %s as %s (owner %s): %d signature(s): %s\nwrote %s\n",
@@ -196,41 +195,6 @@ func signerIDs(sp *policy.SignedPolicy) []string {
 		ids[i] = s.KeyID
 	}
 	return ids
-}
-
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced, so a
-// crash leaves the old file or the new one, never a torn one.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // policyShowJSON is "policy show --json".

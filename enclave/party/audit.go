@@ -50,12 +50,8 @@ func (e *Enclave) startAudit(ctx context.Context) error {
 	}
 	l := &e.audit
 	if l.tail != nil {
-		var se audit.SignedEntry
-		var en audit.Entry
-		if err := api.Unmarshal(l.tail, &se); err != nil {
-			return api.Errorf(api.CodeRejected, "party: host's last audit entry is malformed: %v", err)
-		}
-		if err := api.Unmarshal(se.Entry, &en); err != nil {
+		se, en, err := decodeEntry(l.tail)
+		if err != nil {
 			return api.Errorf(api.CodeRejected, "party: host's last audit entry is malformed: %v", err)
 		}
 		if en.PartyID != me {
@@ -129,10 +125,8 @@ func (e *Enclave) settleUnsure(ctx context.Context, me string, keys *channel.Key
 	var en audit.Entry
 	var se audit.SignedEntry
 	if len(tail.Entry) > 0 {
-		if err := api.Unmarshal(tail.Entry, &se); err != nil {
-			return api.Errorf(api.CodeRejected, "party: host's last audit entry is malformed: %v", err)
-		}
-		if err := api.Unmarshal(se.Entry, &en); err != nil {
+		var err error
+		if se, en, err = decodeEntry(tail.Entry); err != nil {
 			return api.Errorf(api.CodeRejected, "party: host's last audit entry is malformed: %v", err)
 		}
 		seq = en.Seq
@@ -149,6 +143,18 @@ func (e *Enclave) settleUnsure(ctx context.Context, me string, keys *channel.Key
 	}
 	l.unsure = false
 	return nil
+}
+
+// decodeEntry decodes a stored SignedEntry and the Entry inside it (the
+// host's bytes: strictly, nothing verified yet).
+func decodeEntry(b []byte) (audit.SignedEntry, audit.Entry, error) {
+	var se audit.SignedEntry
+	var en audit.Entry
+	if err := api.Unmarshal(b, &se); err != nil {
+		return se, en, err
+	}
+	err := api.Unmarshal(se.Entry, &en)
+	return se, en, err
 }
 
 // auditAppend appends one entry and returns once the host has made it
@@ -283,9 +289,7 @@ func (e *Enclave) checkUnsealed(ctx context.Context, me string) error {
 	// not see it).
 	bootAt := map[string]time.Time{}
 	for _, b := range rng.Entries {
-		var se audit.SignedEntry
-		var en audit.Entry
-		if api.Unmarshal(b, &se) == nil && api.Unmarshal(se.Entry, &en) == nil && en.Type == audit.TypeBoot {
+		if _, en, err := decodeEntry(b); err == nil && en.Type == audit.TypeBoot {
 			bootAt[string(en.SignerKey)] = time.Unix(0, en.Time)
 		}
 	}

@@ -73,7 +73,13 @@ func BenchmarkGovernance(b *testing.B) {
 		p := proposal(1)
 		b.ResetTimer()
 		for range b.N {
-			if _, err := e.checkProposal("b", p); err != nil {
+			e.gov.mu.Lock()
+			ev, err := e.evaluate("b", p.Request, p.Approvals, c.clock())
+			if err == nil {
+				err = e.matchProposal("b", ev, p)
+			}
+			e.gov.mu.Unlock()
+			if err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -245,58 +245,52 @@ func (e *Enclave) evaluateMethod(ctx context.Context, req *api.EvaluateRequest) 
 }
 
 // governSign fills a governed signing proposal: the coordinator evaluates
-// the request first and proposes only what it allows.
-func (e *Enclave) governSign(me string, req *api.ProposeRequest, p *session.Proposal) error {
+// the request first and proposes only what it allows. It returns that
+// evaluation, which propose matches the finished proposal against.
+func (e *Enclave) governSign(me string, req *api.ProposeRequest, p *session.Proposal) (*evaluation, error) {
 	if len(req.Request) == 0 {
 		if e.gov == nil {
 			_, err := e.evaluate(me, nil, nil, e.cfg.Clock())
-			return err
+			return nil, err
 		}
-		return api.Errorf(api.CodeRejected, "party %s: governance is in force: signing needs a client-signed request, not a bare message", me)
+		return nil, api.Errorf(api.CodeRejected, "party %s: governance is in force: signing needs a client-signed request, not a bare message", me)
 	}
 	if len(req.Message) != 0 {
-		return api.Errorf(api.CodeBadRequest, "party %s: a governed request carries no bare message", me)
+		return nil, api.Errorf(api.CodeBadRequest, "party %s: a governed request carries no bare message", me)
 	}
 	if e.gov == nil {
 		_, err := e.evaluate(me, nil, nil, e.cfg.Clock())
-		return err
+		return nil, err
 	}
 	e.gov.mu.Lock()
 	ev, err := e.evaluate(me, req.Request, req.Approvals, e.cfg.Clock())
 	e.gov.mu.Unlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ev.verdict.Outcome != api.OutcomeAllow {
-		return verdictError(&ev.verdict)
+		return nil, verdictError(&ev.verdict)
 	}
 	if ev.req.KeyID != req.KeyID {
-		return api.Errorf(api.CodeBadRequest, "party %s: request %s is for key %q, proposal for %q", me, ev.req.ID, ev.req.KeyID, req.KeyID)
+		return nil, api.Errorf(api.CodeBadRequest, "party %s: request %s is for key %q, proposal for %q", me, ev.req.ID, ev.req.KeyID, req.KeyID)
 	}
 	p.Request, p.Approvals, p.PolicyVersion, p.Digests = req.Request, req.Approvals, ev.policy.Version, ev.decoded.Summary.Digests
-	return nil
+	return ev, nil
 }
 
-// checkGoverned is every party's own check of a governed signing proposal:
-// its verdict must be allow, under the same policy version, on the digests
-// the proposal names, with the signers the client asked for. A refusal of a
-// request that verified returns its evaluation with the error.
-func (e *Enclave) checkGoverned(me string, p *session.Proposal) (*evaluation, error) {
-	if e.gov == nil || !p.Governed() {
+// requireGoverned refuses a signing proposal before anything is evaluated
+// when this party cannot or will not judge it: no governance in the
+// manifest, or no client request in the proposal. The request itself is
+// evaluated once, at admission (admit).
+func (e *Enclave) requireGoverned(me string, p *session.Proposal) error {
+	if e.gov == nil {
 		_, err := e.evaluate(me, nil, nil, e.cfg.Clock())
-		if err == nil {
-			err = api.Errorf(api.CodeRejected, "party %s: governance is in force: signing needs a client-signed request, not a bare message", me)
-		}
-		return nil, err
+		return err
 	}
-	ev, err := e.evaluate(me, p.Request, p.Approvals, e.cfg.Clock())
-	if err != nil {
-		return nil, err
+	if !p.Governed() {
+		return api.Errorf(api.CodeRejected, "party %s: governance is in force: signing needs a client-signed request, not a bare message", me)
 	}
-	if err := e.matchProposal(me, ev, p); err != nil {
-		return ev, err // the evaluation too, so the refusal can be recorded
-	}
-	return ev, nil
+	return nil
 }
 
 func (e *Enclave) matchProposal(me string, ev *evaluation, p *session.Proposal) error {

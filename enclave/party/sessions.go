@@ -40,6 +40,7 @@ func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.Prop
 	if _, err := io.ReadFull(e.cfg.Rand, p.Nonce); err != nil {
 		return nil, err
 	}
+	var ev *evaluation // the coordinator's verdict on a governed request
 	switch req.Kind {
 	case api.KindKeygen:
 		if req.KeyID != "" {
@@ -58,12 +59,17 @@ func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.Prop
 			return nil, err
 		}
 		p.KeyID, p.Algorithm, p.Threshold = req.KeyID, k.rec.Algorithm, k.rec.Threshold
-		if err := e.governSign(me, req, p); err != nil {
+		if ev, err = e.governSign(me, req, p); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := e.checkProposal(me, p); err != nil {
+	if err := e.checkProposal(me, p); err != nil {
 		return nil, err
+	}
+	if ev != nil {
+		if err := e.matchProposal(me, ev, p); err != nil {
+			return nil, err
+		}
 	}
 	body, err := api.Marshal(p)
 	if err != nil {
@@ -89,23 +95,21 @@ func (e *Enclave) share(keyID string) (*loadedKey, error) {
 }
 
 // checkProposal applies this party's own rules to a proposal, whoever made
-// it. For a signing proposal that includes its own policy verdict, returned.
-func (e *Enclave) checkProposal(me string, p *session.Proposal) (*evaluation, error) {
+// it: its shape, a keygen's ceremony, and that a signing proposal is one
+// this party governs. The request of a signing proposal is evaluated once,
+// by propose (governSign) on the coordinator and by admit on every signer.
+func (e *Enclave) checkProposal(me string, p *session.Proposal) error {
 	if err := e.checkProposalShape(me, p); err != nil {
-		return nil, err
+		return err
 	}
-	if p.Kind == api.KindKeygen {
+	switch p.Kind {
+	case api.KindKeygen:
 		_, _, err := e.checkCeremony(me, p)
-		return nil, err
+		return err
+	case api.KindSign:
+		return e.requireGoverned(me, p)
 	}
-	if p.Kind != api.KindSign {
-		return nil, nil
-	}
-	if e.gov != nil {
-		e.gov.mu.Lock()
-		defer e.gov.mu.Unlock()
-	}
-	return e.checkGoverned(me, p)
+	return nil
 }
 
 func (e *Enclave) checkProposalShape(me string, p *session.Proposal) error {
@@ -176,12 +180,7 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	if now.Sub(created) > e.cfg.ProposalMaxAge || created.Sub(now) > 30*time.Second {
 		return nil, api.Errorf(api.CodeRejected, "party: proposal created %s, outside the accepted window of %s", created.UTC().Format(time.RFC3339), e.cfg.ProposalMaxAge)
 	}
-	if ev, err := e.checkProposal(me, p); err != nil {
-		if ev != nil {
-			// A signer's refusal of a genuine request is a decision: it
-			// goes into the log (best effort; the refusal stands).
-			e.auditRefusal(ctx, ev, err)
-		}
+	if err := e.checkProposal(me, p); err != nil {
 		return nil, err
 	}
 	peers := map[string]*channel.Peer{}

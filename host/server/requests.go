@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/governance/policy"
 	"github.com/sealsign/sealsign/governance/request"
 	"github.com/sealsign/sealsign/host/store"
 )
@@ -240,7 +241,7 @@ func verdictState(v *api.Verdict) string {
 		return StateSigned
 	}
 	for _, d := range v.Denials {
-		if d.Code == "rejected" {
+		if d.Code == string(policy.Rejected) {
 			return StateRejected
 		}
 	}
