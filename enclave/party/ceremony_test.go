@@ -102,7 +102,7 @@ func TestKeygenCeremony(t *testing.T) {
 		{"other cluster", func(c *ceremony.Ceremony) { c.ClusterID = "other" }, `is for cluster "other", want "test"`},
 		{"expired", func(c *ceremony.Ceremony) { c.IssuedAt, c.ExpiresAt = c.IssuedAt-600, c.IssuedAt-1 }, "expired at"},
 		{"too long", func(c *ceremony.Ceremony) { c.ExpiresAt = c.IssuedAt + 2*3600 }, "lifetime too long"},
-		{"other kind", func(c *ceremony.Ceremony) { c.Kind = ceremony.KindRefresh }, `kind "refresh", want "keygen"`},
+		{"other kind", func(c *ceremony.Ceremony) { c.Kind, c.KeyID = ceremony.KindRefresh, strings.Repeat("ab", 16) }, `kind "refresh", want "keygen"`},
 		{"wrong algorithm", func(c *ceremony.Ceremony) { c.Algorithm = api.AlgECDSASecp256k1 }, `algorithm "ecdsa-secp256k1", proposal "eddsa-ed25519"`},
 		{"wrong parties", func(c *ceremony.Ceremony) { c.Parties = []string{"a", "b"} }, "parties a,b, proposal a,b,c"},
 		{"wrong threshold", func(c *ceremony.Ceremony) { c.Threshold = 2 }, "threshold 2, proposal 1"},

@@ -34,7 +34,6 @@ import (
 	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/governance/request"
 	"github.com/sealsign/sealsign/governance/tx"
-	"github.com/sealsign/sealsign/hsm"
 )
 
 // fixturePreParams deals the committed Paillier pre-parameter fixture
@@ -117,12 +116,8 @@ func ecdsaCluster(t testing.TB, policyJSON []byte) (*cluster, *api.SessionResult
 	c := newClusterWith(t, clusterOptions{policy: policyJSON})
 	for _, id := range c.ids {
 		rec := s.recs[id]
-		pt, err := api.Marshal(&rec)
-		if err != nil {
-			t.Fatal(err)
-		}
 		e := c.encl[id]
-		blob, err := hsm.SealBlob(e.cfg.Sealer, hsm.Binding{PartyID: id, KeyID: rec.KeyID, Kind: kindShare}, pt)
+		blob, err := e.sealShare(id, &rec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +130,7 @@ func ecdsaCluster(t testing.TB, policyJSON []byte) (*cluster, *api.SessionResult
 		}
 		h := c.hosts[id]
 		h.mu.Lock()
-		h.blobs[shareBlobPrefix+rec.KeyID] = blob
+		h.blobs[shareBlobName(rec.KeyID, rec.Epoch)] = blob
 		h.mu.Unlock()
 		k, err := rec.load()
 		if err != nil {
@@ -159,7 +154,7 @@ func (c *cluster) advance(d time.Duration) {
 // second, so requests made afterwards are issued after the boot.
 func (c *cluster) restart(id string) {
 	c.t.Helper()
-	c.start(id, c.encl[id].cfg.Sealer, c.pcr0)
+	c.start(id, c.encl[id].cfg.Sealer, c.encl[id].cfg.Epochs, c.pcr0)
 	c.connect()
 	c.advance(time.Second)
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,12 @@ type Host interface {
 
 // Config wires the enclave's hardware and policy.
 type Config struct {
+	// Sealer seals what belongs to no key epoch (governance state,
+	// pre-parameters); Epochs seals key shares, one hardware key per key
+	// epoch, destroyed when the epoch ends (crypto-shredding). A party
+	// without Epochs holds no shares.
 	Sealer      hsm.Sealer
+	Epochs      hsm.EpochKeys
 	Rand        io.Reader // mixed entropy (hardware ⊕ OS)
 	Attester    Attester
 	Measurement []byte // PCR0 this enclave reports about itself
@@ -437,8 +443,12 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 		switch {
 		case strings.HasPrefix(b.Name, shareBlobPrefix):
 			shares = true
-			keyID := strings.TrimPrefix(b.Name, shareBlobPrefix)
-			k, err := e.openShare(me, keyID, b.Blob)
+			keyID, epoch, err := parseShareBlobName(b.Name)
+			if err != nil {
+				fail(b.Name, err)
+				continue
+			}
+			k, err := e.openShare(me, keyID, epoch, b.Blob)
 			if err != nil {
 				e.mu.Lock()
 				e.shareErrs[keyID] = err.Error()
@@ -496,8 +506,52 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	return resp, nil
 }
 
-func (e *Enclave) openShare(me, keyID string, blob []byte) (*loadedKey, error) {
-	pt, err := hsm.OpenBlob(e.cfg.Sealer, hsm.Binding{PartyID: me, KeyID: keyID, Epoch: 0, Kind: kindShare}, blob)
+// shareBlobName is where the host stores a party's share of keyID at
+// epoch: share/KEYID/EPOCH.
+func shareBlobName(keyID string, epoch uint64) string {
+	return fmt.Sprintf("%s%s/%d", shareBlobPrefix, keyID, epoch)
+}
+
+func parseShareBlobName(name string) (string, uint64, error) {
+	keyID, ep, ok := strings.Cut(strings.TrimPrefix(name, shareBlobPrefix), "/")
+	epoch, err := strconv.ParseUint(ep, 10, 64)
+	if !ok || err != nil || keyID == "" || shareBlobName(keyID, epoch) != name {
+		return "", 0, fmt.Errorf("party: share blob name %q is not share/KEY/EPOCH", name)
+	}
+	return keyID, epoch, nil
+}
+
+// sealShare seals a share record under the hardware key of its epoch,
+// creating that key.
+func (e *Enclave) sealShare(me string, rec *shareRecord) ([]byte, error) {
+	if e.cfg.Epochs == nil {
+		return nil, api.Errorf(api.CodeSealing, "party %s: no epoch-keyed sealing hardware configured: this party cannot hold key shares", me)
+	}
+	s, err := e.cfg.Epochs.EpochSealer(rec.KeyID, rec.Epoch, true)
+	if err != nil {
+		return nil, api.Errorf(api.CodeSealing, "party %s: sealing key of key %q epoch %d: %v", me, rec.KeyID, rec.Epoch, err)
+	}
+	pt, err := api.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	blob, err := hsm.SealBlob(s, hsm.Binding{PartyID: me, KeyID: rec.KeyID, Epoch: rec.Epoch, Kind: kindShare}, pt)
+	if err != nil {
+		return nil, api.Errorf(api.CodeSealing, "party %s: seal share of key %q epoch %d: %v", me, rec.KeyID, rec.Epoch, err)
+	}
+	return blob, nil
+}
+
+func (e *Enclave) openShare(me, keyID string, epoch uint64, blob []byte) (*loadedKey, error) {
+	if e.cfg.Epochs == nil {
+		return nil, fmt.Errorf("party %s: no epoch-keyed sealing hardware configured: cannot open key shares", me)
+	}
+	s, err := e.cfg.Epochs.EpochSealer(keyID, epoch, false)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := hsm.OpenBlob(s, hsm.Binding{PartyID: me, KeyID: keyID, Epoch: epoch, Kind: kindShare}, blob)
 	if err != nil {
 		return nil, err
 	}
@@ -506,8 +560,8 @@ func (e *Enclave) openShare(me, keyID string, blob []byte) (*loadedKey, error) {
 	if err := api.Unmarshal(pt, rec); err != nil {
 		return nil, fmt.Errorf("party: share for key %q: malformed record: %v", keyID, err)
 	}
-	if rec.KeyID != keyID {
-		return nil, fmt.Errorf("party: share record names key %q, stored as %q", rec.KeyID, keyID)
+	if rec.KeyID != keyID || rec.Epoch != epoch {
+		return nil, fmt.Errorf("party: share record names key %q epoch %d, stored as %q epoch %d", rec.KeyID, rec.Epoch, keyID, epoch)
 	}
 	return rec.load()
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sealsign/sealsign/attestation/devnsm"
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/governance/tx"
+	"github.com/sealsign/sealsign/hsm"
 	"github.com/sealsign/sealsign/hsm/pkcs11"
 	"github.com/sealsign/sealsign/hsm/pkcs11/softhsm"
 )
@@ -162,16 +163,13 @@ func newClusterWith(t testing.TB, opts clusterOptions) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.start(id, sealer, c.pcr0)
+		c.start(id, sealer, tok, c.pcr0)
 	}
 	c.connect()
 	return c
 }
 
-func (c *cluster) start(id string, sealer interface {
-	Seal([]byte, []byte) ([]byte, error)
-	Unseal([]byte, []byte) ([]byte, error)
-}, pcr0 []byte) {
+func (c *cluster) start(id string, sealer hsm.Sealer, epochs hsm.EpochKeys, pcr0 []byte) {
 	t := c.t
 	nsm, err := devnsm.New(c.ca, "test-"+id, map[uint][]byte{0: pcr0}, rand.Reader, c.clock)
 	if err != nil {
@@ -181,7 +179,7 @@ func (c *cluster) start(id string, sealer interface {
 	if sets := c.opts.preParams[id]; len(sets) > 0 {
 		pool = PoolConfig{Goal: len(sets), NoRefill: true, InsecureFixture: sets}
 	}
-	e := New(Config{Sealer: sealer, Rand: rand.Reader, Attester: nsm, Measurement: pcr0, Clock: c.clock,
+	e := New(Config{Sealer: sealer, Epochs: epochs, Rand: rand.Reader, Attester: nsm, Measurement: pcr0, Clock: c.clock,
 		SignInactivity: 10 * time.Second, KeygenInactivity: 20 * time.Second, PreParams: pool})
 	h := c.hosts[id]
 	if h == nil {
@@ -278,7 +276,7 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 		if string(res[id].PublicKey) != string(key.PublicKey) {
 			t.Fatalf("party %s has another public key", id)
 		}
-		if _, ok := c.hosts[id].blobs["share/"+key.KeyID]; !ok {
+		if _, ok := c.hosts[id].blobs[shareBlobName(key.KeyID, 0)]; !ok {
 			t.Fatalf("party %s acknowledged keygen without its sealed share stored", id)
 		}
 	}
@@ -411,10 +409,11 @@ func TestKeygenSignRestartAndRefusals(t *testing.T) {
 
 	t.Run("restart from sealed blobs; swapped blob refused", func(t *testing.T) {
 		// Party c restarts with the same token; a and b keep running.
-		sealer := c.encl["c"].cfg.Sealer
+		cfg := c.encl["c"].cfg
 		// Put b's sealed share in c's store: c must refuse it.
-		c.hosts["c"].blobs["share/"+key.KeyID] = c.hosts["b"].blobs["share/"+key.KeyID]
-		c.start("c", sealer, c.pcr0)
+		name := shareBlobName(key.KeyID, 0)
+		c.hosts["c"].blobs[name] = c.hosts["b"].blobs[name]
+		c.start("c", cfg.Sealer, cfg.Epochs, c.pcr0)
 		c.connect()
 		_, err := c.encl["c"].share(key.KeyID)
 		if err == nil || !strings.Contains(err.Error(), `belongs to party "b"`) {

@@ -89,6 +89,14 @@ type shareRecord struct {
 	Parties   []string `cbor:"5,keyasint"`
 	PublicKey []byte   `cbor:"6,keyasint"`
 	SaveData  []byte   `cbor:"7,keyasint"` // tss-lib LocalPartySaveData, JSON
+	// Epoch counts the key's reshares: 0 from keygen, +1 per refresh or
+	// reshare. Each epoch's shares are sealed under that epoch's hardware
+	// key (Config.Epochs) and use that epoch's tss-lib party keys
+	// (session.EpochPartyKey).
+	Epoch uint64 `cbor:"8,keyasint,omitempty"`
+	// ChainCode is the key's BIP-32 chain code (secp256k1 keys), agreed at
+	// keygen from every party's secret contribution; it survives reshares.
+	ChainCode []byte `cbor:"9,keyasint,omitempty"`
 }
 
 // loadedKey is a share in enclave memory.

@@ -15,7 +15,6 @@ import (
 	"github.com/sealsign/sealsign/enclave/channel"
 	"github.com/sealsign/sealsign/enclave/session"
 	"github.com/sealsign/sealsign/governance/ceremony"
-	"github.com/sealsign/sealsign/hsm"
 )
 
 // propose builds and signs a session proposal with this enclave as coordinator.
@@ -282,14 +281,9 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "%v", err)
 	}
-	pt, err := api.Marshal(rec)
+	blob, err := e.sealShare(me, rec)
 	if err != nil {
 		return err
-	}
-	blob, err := hsm.SealBlob(e.cfg.Sealer, hsm.Binding{PartyID: me, KeyID: p.KeyID, Epoch: 0, Kind: kindShare}, pt)
-	clear(pt)
-	if err != nil {
-		return api.Errorf(api.CodeSealing, "party: seal share of key %q: %v", p.KeyID, err)
 	}
 	// The governance state is stored before any share, so a host that
 	// hands back shares without it has withheld it (restore refuses to
@@ -303,7 +297,7 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 			return err
 		}
 	}
-	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobPrefix + p.KeyID, Blob: blob}}, nil); err != nil {
+	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobName(p.KeyID, rec.Epoch), Blob: blob}}, nil); err != nil {
 		return api.Errorf(api.CodeUnavailable, "party: host did not store the sealed share of key %q: %v", p.KeyID, err)
 	}
 	entry := audit.Ceremony{

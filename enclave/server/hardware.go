@@ -29,6 +29,7 @@ const MeasurePCR = api.TPMMeasurePCR
 type hardware struct {
 	kind        string // "dev", "nitro" or "tpm": what this enclave attests as
 	sealer      hsm.Sealer
+	epochs      hsm.EpochKeys // per key-epoch sealing keys (crypto-shredding)
 	rand        *entropy.Mixer
 	attester    party.Attester
 	measurement []byte // PCR0 for NSM documents, the binary's SHA-384 for tpm
@@ -74,6 +75,7 @@ func openHardware(o Options, log *slog.Logger) (_ *hardware, err error) {
 		if h.sealer, err = tok.Sealer(SealingKeyLabel, true); err != nil {
 			return nil, err
 		}
+		h.epochs = tok
 		hw = tok
 	} else {
 		if tp, err = openTPM(o.TPM, log); err != nil {

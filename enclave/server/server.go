@@ -74,6 +74,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	e := party.New(party.Config{
 		Sealer:      hw.sealer,
+		Epochs:      hw.epochs,
 		Rand:        hw.rand,
 		Attester:    hw.attester,
 		Measurement: hw.measurement,

@@ -83,6 +83,7 @@ const (
 	DomainProposal = "sealsign/v1/proposal"
 	domainPID      = "sealsign/v1/proposal-id"
 	domainSID      = "sealsign/v1/session-id"
+	domainSecret   = "sealsign/v1/session-secret"
 )
 
 // Limits.
@@ -200,6 +201,22 @@ func sessionID(pid []byte, parties []string, nonces map[string][]byte) []byte {
 	h.Write([]byte(domainSID))
 	h.Write([]byte{0})
 	h.Write(pid)
+	for _, p := range parties {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+		h.Write(nonces[p])
+	}
+	return h.Sum(nil)
+}
+
+// sessionSecret is the root of Session.Secret: like the session id a hash
+// over every party's nonce, under its own domain, so the session id (which
+// the host sees) says nothing about it.
+func sessionSecret(sid []byte, parties []string, nonces map[string][]byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(domainSecret))
+	h.Write([]byte{0})
+	h.Write(sid)
 	for _, p := range parties {
 		h.Write([]byte(p))
 		h.Write([]byte{0})

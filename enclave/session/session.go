@@ -49,7 +49,14 @@ type Config struct {
 	// The enclave records the session in its audit log here, so no share
 	// leaves without its record being durable.
 	OnStart func(sessionID []byte) error
+	// HelloExtra, if set, travels in this party's (encrypted) hello to
+	// every other party; Extras returns what the others sent. A reshare's
+	// old committee hands the key's chain code to parties that join.
+	HelloExtra []byte
 }
+
+// MaxHelloExtra bounds the extra bytes one hello carries.
+const MaxHelloExtra = 1024
 
 // Session is one protocol run.
 type Session struct {
@@ -59,8 +66,10 @@ type Session struct {
 	closeMu sync.Once
 
 	// set once when all nonces are in; read by Deliver
-	sidMu sync.Mutex
-	sid   []byte
+	sidMu  sync.Mutex
+	sid    []byte
+	secret []byte
+	extras map[string][]byte
 }
 
 type inbound struct {
@@ -79,6 +88,7 @@ type inner struct {
 	Origin    string `cbor:"6,keyasint,omitempty"` // echo: who broadcast
 	Hash      []byte `cbor:"7,keyasint,omitempty"` // echo: hash of what was received
 	Reason    string `cbor:"8,keyasint,omitempty"` // abort
+	Extra     []byte `cbor:"9,keyasint,omitempty"` // hello: Config.HelloExtra
 }
 
 const (
@@ -154,12 +164,39 @@ func (s *Session) SessionID() []byte {
 	return s.sid
 }
 
+// Secret returns 32 bytes derived from the session id and every party's
+// hello nonce, for label. The nonces travel only inside the parties'
+// encrypted envelopes, so the value is known to the session's parties and
+// nobody else (the host sees the session id, not the nonces); and since
+// it is fixed before any protocol message, it cannot be steered by what
+// the protocol outputs. Nil until the session id is fixed.
+func (s *Session) Secret(label string) []byte {
+	s.sidMu.Lock()
+	defer s.sidMu.Unlock()
+	if s.secret == nil {
+		return nil
+	}
+	h := sha256.New()
+	h.Write([]byte(domainSecret + "\x00" + label + "\x00"))
+	h.Write(s.secret)
+	return h.Sum(nil)
+}
+
+// Extras returns the HelloExtra bytes every other party sent (an empty
+// value for a party that sent none); nil until the session id is fixed.
+func (s *Session) Extras() map[string][]byte {
+	s.sidMu.Lock()
+	defer s.sidMu.Unlock()
+	return s.extras
+}
+
 // runner is Run's single-goroutine state.
 type runner struct {
 	s       *Session
 	cfg     Config
 	others  []string
 	nonces  map[string][]byte
+	extras  map[string][]byte
 	sid     []byte
 	seen    map[string][32]byte // dedupe key → plaintext hash
 	pending []inbound           // tss/echo messages that arrived before the session id
@@ -190,6 +227,7 @@ func (s *Session) Run(ctx context.Context) (result any, err error) {
 		s:      s,
 		cfg:    s.cfg,
 		nonces: map[string][]byte{},
+		extras: map[string][]byte{},
 		seen:   map[string][32]byte{},
 		bcasts: map[string]*bcast{},
 		ids:    map[string]*tss.PartyID{},
@@ -234,8 +272,11 @@ func (r *runner) run(ctx context.Context) (any, error) {
 		return nil, fmt.Errorf("session: draw nonce: %w", err)
 	}
 	r.nonces[r.cfg.Me] = nonce
+	if len(r.cfg.HelloExtra) > MaxHelloExtra {
+		return nil, fmt.Errorf("session: hello extra is %d bytes, limit %d", len(r.cfg.HelloExtra), MaxHelloExtra)
+	}
 	for _, p := range r.others {
-		hello := &inner{Kind: kindHello, Nonce: nonce}
+		hello := &inner{Kind: kindHello, Nonce: nonce, Extra: r.cfg.HelloExtra}
 		r.out.push(func() error { return r.sendTo(p, nil, hello) })
 	}
 	timer := time.NewTimer(r.cfg.Inactivity)
@@ -285,10 +326,11 @@ func (r *runner) handle(in inbound) (bool, error) {
 		return false, fmt.Errorf("%w: %q aborted: %s", ErrAborted, from, reason)
 	}
 	if in.msg.Kind == kindHello {
-		if len(in.hdr.SessionID) != 0 || len(in.msg.Nonce) != 32 {
+		if len(in.hdr.SessionID) != 0 || len(in.msg.Nonce) != 32 || len(in.msg.Extra) > MaxHelloExtra {
 			return false, fmt.Errorf("session: malformed hello from %q", from)
 		}
 		r.nonces[from] = in.msg.Nonce
+		r.extras[from] = slices.Clone(in.msg.Extra)
 		if len(r.nonces) == len(r.cfg.Proposal.Parties) {
 			if err := r.start(); err != nil {
 				return false, err
@@ -330,8 +372,9 @@ func describe(m *inner) string {
 // start computes the session id and starts the tss-lib party.
 func (r *runner) start() error {
 	r.sid = sessionID(r.cfg.PID, r.cfg.Proposal.Parties, r.nonces)
+	secret := sessionSecret(r.sid, r.cfg.Proposal.Parties, r.nonces)
 	r.s.sidMu.Lock()
-	r.s.sid = r.sid
+	r.s.sid, r.s.secret, r.s.extras = r.sid, secret, r.extras
 	r.s.sidMu.Unlock()
 	if r.cfg.OnStart != nil {
 		if err := r.cfg.OnStart(r.sid); err != nil {

@@ -40,8 +40,17 @@ const Domain = "sealsign/v1/ceremony"
 // FormatV1 is the only Ceremony format.
 const FormatV1 = 1
 
-// Kinds of ceremony. Only KindKeygen is run today; the others are reserved
-// so their documents parse the same way when they are.
+// Kinds of ceremony.
+//
+//   - KindKeygen creates a key among Parties at Threshold.
+//   - KindRefresh reshares KeyID at Epoch to the same committee (Parties,
+//     Threshold): the public key stays, every share changes, the old epoch
+//     is destroyed.
+//   - KindReshare reshares KeyID at Epoch from Parties/Threshold to
+//     NewParties/NewThreshold (add or remove parties, change the threshold).
+//   - KindBackup has every party of KeyID (Parties) export its share of
+//     Epoch encrypted to Recipients.
+//   - KindRecover restores Party's share of KeyID at Epoch from a backup.
 const (
 	KindKeygen  = "keygen"
 	KindRefresh = "refresh"
@@ -86,6 +95,8 @@ var (
 	// enclave. The enclave compares the algorithm with its own.
 	partyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 	algPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	// keyIDPattern matches the key ids enclaves choose at keygen (hex).
+	keyIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 )
 
 // Ceremony authorises one run of a key ceremony on one cluster.
@@ -107,6 +118,21 @@ type Ceremony struct {
 	// IssuedAt-ClockSkew ≤ now < ExpiresAt.
 	IssuedAt  int64 `json:"issued_at" cbor:"8,keyasint"`
 	ExpiresAt int64 `json:"expires_at" cbor:"9,keyasint"`
+	// KeyID and Epoch name the key and the epoch of its shares a lifecycle
+	// ceremony (every kind but keygen) applies to; an enclave refuses it
+	// for any other epoch, so an authorisation cannot be replayed against
+	// the key's later state.
+	KeyID string `json:"key_id,omitempty" cbor:"10,keyasint,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty" cbor:"11,keyasint,omitempty"`
+	// NewParties and NewThreshold are the committee a reshare moves the
+	// key to (sorted, unique).
+	NewParties   []string `json:"new_parties,omitempty" cbor:"12,keyasint,omitempty"`
+	NewThreshold int      `json:"new_threshold,omitempty" cbor:"13,keyasint,omitempty"`
+	// Recipients are the ids of the offline recovery keys (from the
+	// manifest's governance section) a backup is encrypted to.
+	Recipients []string `json:"recipients,omitempty" cbor:"14,keyasint,omitempty"`
+	// Party is the party a recovery restores.
+	Party string `json:"party,omitempty" cbor:"15,keyasint,omitempty"`
 }
 
 // Signed is a Ceremony's canonical encoding and the admin signatures over
@@ -152,6 +178,9 @@ func (c *Ceremony) Validate() error {
 	}
 	if c.Threshold < 1 || c.Threshold >= len(c.Parties) {
 		return fmt.Errorf("%w: ceremony %q: threshold %d invalid for %d parties (want 1 to %d)", ErrMalformed, c.ID, c.Threshold, len(c.Parties), len(c.Parties)-1)
+	}
+	if err := c.validateKind(); err != nil {
+		return err
 	}
 	if c.IssuedAt <= 0 || c.ExpiresAt <= c.IssuedAt {
 		return fmt.Errorf("%w: ceremony %q: validity window invalid: issued_at %d, expires_at %d (want 0 < issued_at < expires_at)", ErrMalformed, c.ID, c.IssuedAt, c.ExpiresAt)
@@ -276,4 +305,68 @@ func Verify(signed []byte, admins policy.Admins, clusterID string, now time.Time
 
 func unix(s int64) string {
 	return time.Unix(s, 0).UTC().Format(time.RFC3339)
+}
+
+// MaxRecipients bounds a backup's recovery keys.
+const MaxRecipients = 8
+
+// validateKind checks the fields each kind needs and refuses the ones it
+// does not use, so no field is silently ignored.
+func (c *Ceremony) validateKind() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: ceremony %q (%s): %s", ErrMalformed, c.ID, c.Kind, fmt.Sprintf(format, a...))
+	}
+	if c.Kind == KindKeygen {
+		if c.KeyID != "" || c.Epoch != 0 || len(c.NewParties) != 0 || c.NewThreshold != 0 || len(c.Recipients) != 0 || c.Party != "" {
+			return bad("a keygen names no key, epoch, new committee, recipients or party")
+		}
+		return nil
+	}
+	if !keyIDPattern.MatchString(c.KeyID) {
+		return bad("key id %q invalid", c.KeyID)
+	}
+	if c.Kind == KindReshare {
+		if len(c.NewParties) < 2 || len(c.NewParties) > MaxParties {
+			return bad("%d new parties, want 2 to %d", len(c.NewParties), MaxParties)
+		}
+		for i, p := range c.NewParties {
+			if !partyPattern.MatchString(p) {
+				return bad("%q is not a party id", p)
+			}
+			if i > 0 && c.NewParties[i-1] >= p {
+				return bad("new parties not sorted and unique (%q then %q)", c.NewParties[i-1], p)
+			}
+		}
+		if c.NewThreshold < 1 || c.NewThreshold >= len(c.NewParties) {
+			return bad("new threshold %d invalid for %d parties (want 1 to %d)", c.NewThreshold, len(c.NewParties), len(c.NewParties)-1)
+		}
+		if slices.Equal(c.NewParties, c.Parties) && c.NewThreshold == c.Threshold {
+			return bad("the new committee is the old one: that is a refresh")
+		}
+	} else if len(c.NewParties) != 0 || c.NewThreshold != 0 {
+		return bad("only a reshare names a new committee")
+	}
+	if c.Kind == KindBackup {
+		if len(c.Recipients) < 1 || len(c.Recipients) > MaxRecipients {
+			return bad("%d recipients, want 1 to %d", len(c.Recipients), MaxRecipients)
+		}
+		for i, r := range c.Recipients {
+			if !keys.ValidName(r) {
+				return bad("recipient %q is not a key id", r)
+			}
+			if i > 0 && c.Recipients[i-1] >= r {
+				return bad("recipients not sorted and unique (%q then %q)", c.Recipients[i-1], r)
+			}
+		}
+	} else if len(c.Recipients) != 0 {
+		return bad("only a backup names recipients")
+	}
+	if c.Kind == KindRecover {
+		if !slices.Contains(c.Parties, c.Party) {
+			return bad("party %q to recover is not one of the key's parties", c.Party)
+		}
+	} else if c.Party != "" {
+		return bad("only a recovery names a party")
+	}
+	return nil
 }

@@ -245,9 +245,9 @@ func TestAppliance(t *testing.T) {
 	c.Down()
 
 	// Tamper: flip one byte of a's sealed share; swap b's share into a's store.
-	tamper(t, c, "a", "share/"+ec.ID, func(b []byte) []byte { b[len(b)-5] ^= 1; return b })
-	bShare := readBlob(t, c, "b", "share/"+ed.ID)
-	tamper(t, c, "a", "share/"+ed.ID, func([]byte) []byte { return bShare })
+	tamper(t, c, "a", "share/"+ec.ID+"/0", func(b []byte) []byte { b[len(b)-5] ^= 1; return b })
+	bShare := readBlob(t, c, "b", "share/"+ed.ID+"/0")
+	tamper(t, c, "a", "share/"+ed.ID+"/0", func([]byte) []byte { return bShare })
 	c = up(t, dir)
 	h, err := c.Client("a").Health(ctx)
 	if err != nil {
@@ -257,10 +257,10 @@ func TestAppliance(t *testing.T) {
 	for _, f := range h.Refused {
 		refused[f.Name] = f.Error
 	}
-	if e := refused["share/"+ec.ID]; !strings.Contains(e, "failed authentication") {
+	if e := refused["share/"+ec.ID+"/0"]; !strings.Contains(e, "failed authentication") {
 		t.Fatalf("flipped blob: refusal %q, want an authentication failure", e)
 	}
-	if e := refused["share/"+ed.ID]; !strings.Contains(e, `"b"`) || !strings.Contains(e, `"a"`) {
+	if e := refused["share/"+ed.ID+"/0"]; !strings.Contains(e, `"b"`) || !strings.Contains(e, `"a"`) {
 		t.Fatalf("swapped blob: refusal %q, want it to name parties b and a", e)
 	}
 	if _, err := signRaw(t, c, c.Client("a"), ec.ID, digest[:], "a", "b"); err == nil || !strings.Contains(err.Error(), "not usable on party") {
