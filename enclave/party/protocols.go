@@ -26,6 +26,7 @@ type protocol struct {
 	curve      elliptic.Curve
 	typePrefix string
 	build      session.Build
+	helloExtra []byte // session.Config.HelloExtra
 }
 
 // forward turns a typed end channel into the runner's result channel; it
@@ -45,14 +46,14 @@ func forward[T any](end <-chan T, done <-chan struct{}) <-chan any {
 func keygenProtocol(alg string, pre *ecdsakeygen.LocalPreParams, done <-chan struct{}) protocol {
 	switch alg {
 	case api.AlgECDSASecp256k1:
-		return protocol{tss.S256(), "binance.tsslib.ecdsa.keygen.", func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
+		return protocol{curve: tss.S256(), typePrefix: "binance.tsslib.ecdsa.keygen.", build: func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
 			end := make(chan *ecdsakeygen.LocalPartySaveData, 1)
 			// Never SetNoProofMod/SetNoProofFac: they disable the BitForge checks.
 			p := ecdsakeygen.NewLocalParty(params, out, end, *pre)
 			return p, forward(end, done), nil
 		}}
 	default:
-		return protocol{tss.Edwards(), "binance.tsslib.eddsa.keygen.", func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
+		return protocol{curve: tss.Edwards(), typePrefix: "binance.tsslib.eddsa.keygen.", build: func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
 			end := make(chan *eddsakeygen.LocalPartySaveData, 1)
 			p := eddsakeygen.NewLocalParty(params, out, end)
 			return p, forward(end, done), nil
@@ -65,14 +66,14 @@ func signProtocol(k *loadedKey, msg []byte, done <-chan struct{}) protocol {
 	switch k.rec.Algorithm {
 	case api.AlgECDSASecp256k1:
 		save := k.ecdsa
-		return protocol{tss.S256(), "binance.tsslib.ecdsa.signing.", func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
+		return protocol{curve: tss.S256(), typePrefix: "binance.tsslib.ecdsa.signing.", build: func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
 			end := make(chan *common.SignatureData, 1)
 			p := ecdsasigning.NewLocalParty(m, params, *save, out, end, len(msg))
 			return p, forward(end, done), nil
 		}}
 	default:
 		save := k.eddsa
-		return protocol{tss.Edwards(), "binance.tsslib.eddsa.signing.", func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
+		return protocol{curve: tss.Edwards(), typePrefix: "binance.tsslib.eddsa.signing.", build: func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
 			end := make(chan *common.SignatureData, 1)
 			p := eddsasigning.NewLocalParty(m, params, *save, out, end, len(msg))
 			return p, forward(end, done), nil

@@ -251,12 +251,12 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	case api.KindKeygen:
 		done := make(chan struct{})
 		defer close(done)
-		out, sid, err := e.runSession(ctx, me, keys, peers, p, pid, keygenProtocol(p.Algorithm, pre.params(), done), inactivity, nil)
+		r, err := e.runSession(ctx, me, keys, peers, p, pid, keygenProtocol(p.Algorithm, pre.params(), done), inactivity, nil)
 		if err != nil {
 			return nil, err
 		}
-		res.SessionID = sid
-		if err := e.finishKeygen(ctx, me, p, cer, authorisedBy, out, res); err != nil {
+		res.SessionID = r.sid
+		if err := e.finishKeygen(ctx, me, p, cer, authorisedBy, r, res); err != nil {
 			return nil, err
 		}
 	case api.KindSign:
@@ -272,8 +272,8 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 // the key is acknowledged.
 // cer and authorisedBy are the ceremony that authorised it and the admins
 // whose signatures counted (nil without governance).
-func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Proposal, cer *ceremony.Ceremony, authorisedBy []string, out any, res *api.SessionResult) error {
-	rec, err := newShareRecord(p, out)
+func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Proposal, cer *ceremony.Ceremony, authorisedBy []string, r *ran, res *api.SessionResult) error {
+	rec, err := newShareRecord(p, r.out)
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "%v", err)
 	}

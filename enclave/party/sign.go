@@ -15,7 +15,15 @@ import (
 
 // runSession runs one tss-lib protocol under id pid (a proposal id or a
 // SubID of one) and returns its output and session id.
-func (e *Enclave) runSession(ctx context.Context, me string, keys *channel.Keys, peers map[string]*channel.Peer, p *session.Proposal, pid []byte, proto protocol, inactivity time.Duration, onStart func([]byte) error) (any, []byte, error) {
+// ran is what a finished session leaves: the protocol output, the session
+// id, and the session itself (Secret, Extras).
+type ran struct {
+	out any
+	sid []byte
+	s   *session.Session
+}
+
+func (e *Enclave) runSession(ctx context.Context, me string, keys *channel.Keys, peers map[string]*channel.Peer, p *session.Proposal, pid []byte, proto protocol, inactivity time.Duration, onStart func([]byte) error) (*ran, error) {
 	s := session.New(session.Config{
 		Me:         me,
 		Keys:       keys,
@@ -29,6 +37,7 @@ func (e *Enclave) runSession(ctx context.Context, me string, keys *channel.Keys,
 		Rand:       e.cfg.Rand,
 		Inactivity: inactivity,
 		OnStart:    onStart,
+		HelloExtra: proto.helloExtra,
 	})
 	e.mu.Lock()
 	e.sessions[string(pid)] = s
@@ -51,9 +60,9 @@ func (e *Enclave) runSession(ctx context.Context, me string, keys *channel.Keys,
 	out, err := s.Run(ctx)
 	if err != nil {
 		e.cfg.Log.Warn("session failed", "kind", p.Kind, "key", p.KeyID, "err", err)
-		return nil, nil, api.Errorf(api.CodeSession, "party %s: %s %s: %v", me, p.Kind, p.KeyID, err)
+		return nil, api.Errorf(api.CodeSession, "party %s: %s %s: %v", me, p.Kind, p.KeyID, err)
 	}
-	return out, s.SessionID(), nil
+	return &ran{out: out, sid: s.SessionID(), s: s}, nil
 }
 
 // signAll signs every digest of an admitted proposal, one tss-lib run
@@ -87,21 +96,21 @@ func (e *Enclave) signAll(ctx context.Context, me string, keys *channel.Keys, pe
 			defer e.gov.mu.Unlock()
 			return e.sealGovernance(ctx, me)
 		}
-		out, sid, err := e.runSession(ctx, me, keys, peers, &run, sub, signProtocol(k, m, done), inactivity, record)
+		r, err := e.runSession(ctx, me, keys, peers, &run, sub, signProtocol(k, m, done), inactivity, record)
 		close(done)
 		if err != nil {
 			return fail(err)
 		}
-		sd, ok := out.(*common.SignatureData)
+		sd, ok := r.out.(*common.SignatureData)
 		if !ok {
-			return fail(api.Errorf(api.CodeInternal, "party: unexpected signing output %T", out))
+			return fail(api.Errorf(api.CodeInternal, "party: unexpected signing output %T", r.out))
 		}
 		sig, recID, err := finishSignature(p.Algorithm, k.rec.PublicKey, m, sd)
 		if err != nil {
 			return fail(api.Errorf(api.CodeSession, "%v", err))
 		}
 		if i == 0 {
-			res.SessionID, res.Signature, res.RecoveryID, res.Message = sid, sig, recID, m
+			res.SessionID, res.Signature, res.RecoveryID, res.Message = r.sid, sig, recID, m
 		}
 		res.Digests = append(res.Digests, m)
 		res.Signatures = append(res.Signatures, sig)
