@@ -53,6 +53,9 @@ type Config struct {
 	// every other party; Extras returns what the others sent. A reshare's
 	// old committee hands the key's chain code to parties that join.
 	HelloExtra []byte
+	// Reshare, if set, makes this a tss-lib resharing (see Reshare); Build
+	// is then unused and Run returns a *ReshareOutput.
+	Reshare *Reshare
 }
 
 // MaxHelloExtra bounds the extra bytes one hello carries.
@@ -62,6 +65,7 @@ const MaxHelloExtra = 1024
 type Session struct {
 	cfg     Config
 	inbox   chan inbound
+	local   chan localMsg // resharing: one local role to the other
 	done    chan struct{}
 	closeMu sync.Once
 
@@ -117,7 +121,7 @@ const inboxSize = 4096
 
 // New prepares a session; Run starts it.
 func New(cfg Config) *Session {
-	return &Session{cfg: cfg, inbox: make(chan inbound, inboxSize), done: make(chan struct{})}
+	return &Session{cfg: cfg, inbox: make(chan inbound, inboxSize), local: make(chan localMsg, inboxSize), done: make(chan struct{})}
 }
 
 // Deliver authenticates and decrypts an envelope addressed to this session
@@ -206,8 +210,11 @@ type runner struct {
 	bcasts  map[string]*bcast // origin|type → broadcast awaiting echoes
 	out     *outbox
 	seq     atomic.Uint64
-	stop    chan struct{} // tells pump to flush and exit
-	stopped chan struct{}
+	stop    chan struct{} // tells the pumps to flush and exit
+	pumps   sync.WaitGroup
+	// resharing: each committee's party ids and this party's roles
+	oldIDs, newIDs   map[string]*tss.PartyID
+	oldRole, newRole *role
 }
 
 type bcast struct {
@@ -238,14 +245,12 @@ func (s *Session) Run(ctx context.Context) (result any, err error) {
 		}
 	}
 	r.out = newOutbox()
-	r.stop, r.stopped = make(chan struct{}), make(chan struct{})
+	r.stop = make(chan struct{})
 	defer func() {
 		// Flush: everything tss-lib emitted before the end must still reach
 		// the peers (our last round is their input).
-		if r.party != nil {
-			close(r.stop)
-			<-r.stopped
-		}
+		close(r.stop)
+		r.pumps.Wait()
 		if err != nil && !errors.Is(err, ErrAborted) {
 			// Tell the others now rather than let them wait for their
 			// inactivity timeout. Best effort: they may be gone.
@@ -288,7 +293,15 @@ func (r *runner) run(ctx context.Context) (any, error) {
 		case <-timer.C:
 			return nil, fmt.Errorf("%w after %s of inactivity; %s", ErrTimeout, r.cfg.Inactivity, r.waitingFor())
 		case res := <-r.result:
+			if o, ok := res.(ReshareOutput); ok {
+				return &o, nil
+			}
 			return res, nil
+		case l := <-r.s.local:
+			if err := r.deliverLocal(l); err != nil {
+				return nil, err
+			}
+			timer.Reset(r.cfg.Inactivity)
 		case in := <-r.s.inbox:
 			progressed, err := r.handle(in)
 			if err != nil {
@@ -381,10 +394,17 @@ func (r *runner) start() error {
 			return fmt.Errorf("session: not starting: %w", err)
 		}
 	}
+	if r.cfg.Reshare != nil {
+		if err := r.startReshare(); err != nil {
+			return err
+		}
+		return r.drainPending()
+	}
 
+	// The committee of the key's epoch (keygen: epoch 0).
 	var unsorted tss.UnSortedPartyIDs
 	for _, p := range r.cfg.Proposal.Parties {
-		unsorted = append(unsorted, tss.NewPartyID(p, p, PartyKey(p)))
+		unsorted = append(unsorted, tss.NewPartyID(p, p, EpochPartyKey(p, r.cfg.Proposal.Epoch)))
 	}
 	sorted := tss.SortPartyIDs(unsorted)
 	var me *tss.PartyID
@@ -403,10 +423,16 @@ func (r *runner) start() error {
 	if err != nil {
 		return err
 	}
-	go r.pump(out)
+	r.pumps.Add(1)
+	go r.pump(out, nil)
 	if terr := safeStart(r.party); terr != nil {
 		return r.tssError("start", terr)
 	}
+	return r.drainPending()
+}
+
+// drainPending processes the messages that arrived before the session id.
+func (r *runner) drainPending() error {
 	pend := r.pending
 	r.pending = nil
 	for _, in := range pend {
@@ -428,17 +454,25 @@ func (r *runner) build(params *tss.Parameters, out chan<- tss.Message) (p tss.Pa
 
 // pump moves tss-lib's outgoing messages to the outbox. It runs in its own
 // goroutine so tss-lib never blocks on its out channel (notes/tss-lib.md §2.4).
-func (r *runner) pump(out <-chan tss.Message) {
-	defer close(r.stopped)
+// ro is the resharing role whose out channel it drains (nil otherwise).
+func (r *runner) pump(out <-chan tss.Message, ro *role) {
+	defer r.pumps.Done()
+	send := func(m tss.Message) {
+		if ro != nil {
+			r.out.push(func() error { return r.sendReshare(ro, m) })
+			return
+		}
+		r.out.push(func() error { return r.sendTSS(m) })
+	}
 	for {
 		select {
 		case m := <-out:
-			r.out.push(func() error { return r.sendTSS(m) })
+			send(m)
 		case <-r.stop:
 			for {
 				select {
 				case m := <-out:
-					r.out.push(func() error { return r.sendTSS(m) })
+					send(m)
 				default:
 					return
 				}
@@ -507,6 +541,9 @@ func (r *runner) process(in inbound) error {
 			return fmt.Errorf("session: party %q sent a %q message in a %s session", from, m.Type, r.cfg.TypePrefix)
 		}
 		if !m.Broadcast {
+			if r.cfg.Reshare != nil {
+				return r.updateReshare(from, m, false)
+			}
 			return r.update(from, m, false)
 		}
 		b := r.bcast(from, m.Type)
@@ -564,6 +601,9 @@ func (r *runner) tryDeliver(b *bcast) error {
 		}
 	}
 	b.delivered = true
+	if r.cfg.Reshare != nil {
+		return r.updateReshare(b.origin, &inner{Type: b.typ, Wire: b.wire}, true)
+	}
 	return r.update(b.origin, &inner{Type: b.typ, Wire: b.wire}, true)
 }
 
@@ -602,9 +642,16 @@ func (r *runner) waitingFor() string {
 			missing[p] = true
 		}
 	}
-	if r.party != nil {
-		for _, id := range safeWaitingFor(r.party) {
-			missing[id] = true
+	if r.party != nil || r.oldRole != nil || r.newRole != nil {
+		for _, p := range []tss.Party{r.party, roleParty(r.oldRole), roleParty(r.newRole)} {
+			if p == nil {
+				continue
+			}
+			for _, id := range safeWaitingFor(p) {
+				if id != r.cfg.Me {
+					missing[id] = true
+				}
+			}
 		}
 		for _, b := range r.bcasts {
 			if b.delivered {
@@ -629,6 +676,13 @@ func (r *runner) waitingFor() string {
 	}
 	sort.Strings(names)
 	return fmt.Sprintf("waiting for %s", strings.Join(names, ", "))
+}
+
+func roleParty(ro *role) tss.Party {
+	if ro == nil {
+		return nil
+	}
+	return ro.party
 }
 
 func prefix(b []byte) []byte {
