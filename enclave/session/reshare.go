@@ -64,9 +64,9 @@ type route struct {
 // from its type, never from the sender's routing flags.
 var reshareRoutes = map[string]route{
 	"DGRound1Message":  {fromOld: true, toNe: true},
-	"DGRound2Message1": {toNe: true},               // ecdsa: Paillier key and proofs
-	"DGRound2Message2": {toOld: true},              // ecdsa: ack to the old committee
-	"DGRound2Message":  {toOld: true},              // eddsa: ack to the old committee
+	"DGRound2Message1": {toNe: true},                // ecdsa: Paillier key and proofs
+	"DGRound2Message2": {toOld: true},               // ecdsa: ack to the old committee
+	"DGRound2Message":  {toOld: true},               // eddsa: ack to the old committee
 	"DGRound3Message1": {fromOld: true, toNe: true}, // the new share, point to point
 	"DGRound3Message2": {fromOld: true, toNe: true},
 	"DGRound4Message1": {toNe: true}, // ecdsa: facproof, point to point
