@@ -105,6 +105,13 @@ type ProposeRequest struct {
 	// Governed keygen: the admin quorum's signed ceremony authorising it
 	// (governance/ceremony). Every party verifies it.
 	Ceremony []byte `cbor:"8,keyasint,omitempty"`
+	// Reshare: the key (KeyID) moves to NewParties at NewThreshold as
+	// NewEpoch (Parties is the union of the old and the new committee).
+	// Keygen in a governed cluster: Threshold is the ceremony's.
+	NewParties   []string `cbor:"9,keyasint,omitempty"`
+	NewThreshold int      `cbor:"10,keyasint,omitempty"`
+	NewEpoch     uint64   `cbor:"11,keyasint,omitempty"`
+	Threshold    int      `cbor:"12,keyasint,omitempty"`
 }
 
 type ProposeResponse struct {
@@ -146,6 +153,10 @@ type SessionResult struct {
 	PolicyVersion uint64   `cbor:"17,keyasint,omitempty" json:"policy_version,omitempty"`
 	RuleID        string   `cbor:"18,keyasint,omitempty" json:"rule_id,omitempty"`
 	Transaction   []byte   `cbor:"19,keyasint,omitempty" json:"transaction,omitempty"`
+	// Epoch of the key's shares the session used (sign) or made (reshare),
+	// and a reshare's ack from a member of the new committee.
+	Epoch uint64      `cbor:"20,keyasint,omitempty" json:"epoch,omitempty"`
+	Ack   *ReshareAck `cbor:"21,keyasint,omitempty" json:"ack,omitempty"`
 }
 
 type DeliverRequest struct {
@@ -179,6 +190,8 @@ type StatusResponse struct {
 	// PolicyVersion is the governance policy in force (0: the manifest has
 	// no governance).
 	PolicyVersion uint64 `cbor:"9,keyasint,omitempty" json:"policy_version"`
+	// KeyEpochs: each key's committed and pending epochs on this party.
+	KeyEpochs []KeyEpochs `cbor:"10,keyasint,omitempty" json:"key_epochs,omitempty"`
 }
 
 // PeerStatus is one verified peer.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,11 +81,14 @@ type Enclave struct {
 	ceremonies   *ceremony.ReplayCache    // ceremony ids run (governed keygen); in memory only
 	peerPolicies map[string]peer.Policy   // party → what its attestation must prove (from the manifest)
 	govErr       string                   // why the sealed governance state could not be restored: no signing
-	shares       map[string]*loadedKey
+	shares       map[string]*loadedKey    // committed epoch of each key
 	shareErrs    map[string]string
-	sessions     map[string]*session.Session // proposal id → session
-	seen         map[string]time.Time        // proposal ids ever run (replay)
-	finished     map[string]time.Time        // proposal ids whose session has ended
+	pending      map[string]map[uint64]*loadedKey // key → reshared epochs not yet committed
+	stale        map[string]map[uint64]bool       // key → epochs with a blob, superseded, to destroy
+	resharing    map[string]bool                  // keys a reshare or commit is running on
+	sessions     map[string]*session.Session      // proposal id → session
+	seen         map[string]time.Time             // proposal ids ever run (replay)
+	finished     map[string]time.Time             // proposal ids whose session has ended
 	parked       map[string][]*channel.Envelope
 	parkedAt     map[string]time.Time
 	restored     bool
@@ -119,6 +123,9 @@ func New(cfg Config) *Enclave {
 		peerClocks: map[string]tpm.ClockInfo{},
 		shares:     map[string]*loadedKey{},
 		shareErrs:  map[string]string{},
+		pending:    map[string]map[uint64]*loadedKey{},
+		stale:      map[string]map[uint64]bool{},
+		resharing:  map[string]bool{},
 		sessions:   map[string]*session.Session{},
 		seen:       map[string]time.Time{},
 		finished:   map[string]time.Time{},
@@ -150,17 +157,19 @@ func (e *Enclave) callHost(ctx context.Context, method string, req, resp any) er
 // Handlers returns the methods the host may call.
 func (e *Enclave) Handlers() map[string]api.Handler {
 	return map[string]api.Handler{
-		api.MethodInit:         decodeInto(e.init),
-		api.MethodAttest:       decodeInto(e.attest),
-		api.MethodRestore:      decodeInto(e.restore),
-		api.MethodPeerIdentity: decodeInto(e.peerIdentity),
-		api.MethodPropose:      decodeInto(e.propose),
-		api.MethodRun:          decodeInto(e.run),
-		api.MethodDeliver:      decodeInto(e.deliver),
-		api.MethodStatus:       func(ctx context.Context, _ []byte) (any, error) { return e.status(), nil },
-		api.MethodEvaluate:     decodeInto(e.evaluateMethod),
-		api.MethodPolicyUpdate: decodeInto(e.policyUpdate),
-		api.MethodAuditHash:    decodeInto(e.auditHash),
+		api.MethodInit:          decodeInto(e.init),
+		api.MethodAttest:        decodeInto(e.attest),
+		api.MethodRestore:       decodeInto(e.restore),
+		api.MethodPeerIdentity:  decodeInto(e.peerIdentity),
+		api.MethodPropose:       decodeInto(e.propose),
+		api.MethodRun:           decodeInto(e.run),
+		api.MethodDeliver:       decodeInto(e.deliver),
+		api.MethodStatus:        func(ctx context.Context, _ []byte) (any, error) { return e.status(), nil },
+		api.MethodEvaluate:      decodeInto(e.evaluateMethod),
+		api.MethodPolicyUpdate:  decodeInto(e.policyUpdate),
+		api.MethodAuditHash:     decodeInto(e.auditHash),
+		api.MethodReshareAck:    decodeInto(e.reshareAck),
+		api.MethodReshareCommit: decodeInto(e.reshareCommit),
 		api.MethodAuditCheckpoint: func(ctx context.Context, _ []byte) (any, error) {
 			return e.auditCheckpoint(ctx, nil)
 		},
@@ -391,6 +400,26 @@ func (e *Enclave) status() *api.StatusResponse {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var epochs []api.KeyEpochs
+	for _, id := range keys {
+		k := e.shares[id]
+		epochs = append(epochs, api.KeyEpochs{KeyID: id, Epoch: k.rec.Epoch, Active: true, Parties: k.rec.Parties, Threshold: k.rec.Threshold})
+	}
+	for id, pend := range e.pending {
+		i := slices.IndexFunc(epochs, func(ke api.KeyEpochs) bool { return ke.KeyID == id })
+		if i < 0 && len(pend) > 0 {
+			epochs = append(epochs, api.KeyEpochs{KeyID: id})
+			i = len(epochs) - 1
+		}
+		for ep, k := range pend {
+			epochs[i].Pending = append(epochs[i].Pending, ep)
+			if !epochs[i].Active {
+				epochs[i].Parties, epochs[i].Threshold = k.rec.Parties, k.rec.Threshold
+			}
+		}
+		slices.Sort(epochs[i].Pending)
+	}
+	sort.Slice(epochs, func(i, j int) bool { return epochs[i].KeyID < epochs[j].KeyID })
 	ready, goal := e.pool.counts()
 	peers := make([]api.PeerStatus, 0, len(e.peerStatus))
 	for _, p := range e.peerStatus {
@@ -407,6 +436,7 @@ func (e *Enclave) status() *api.StatusResponse {
 		Measurement:    e.cfg.Measurement,
 		Peers:          peers,
 		PolicyVersion:  policyVersion,
+		KeyEpochs:      epochs,
 	}
 }
 
@@ -435,6 +465,8 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	resp := &api.RestoreResponse{}
 	var govErr error
 	var shares, govState bool
+	opened := map[string][]*loadedKey{}        // key → shares opened, any epoch
+	shareFail := map[string]map[uint64]error{} // key → epoch → why it did not open
 	fail := func(name string, err error) {
 		resp.Failed = append(resp.Failed, api.BlobFailure{Name: name, Error: err.Error()})
 		e.cfg.Log.Warn("blob not restored", "blob", name, "err", err)
@@ -450,16 +482,14 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 			}
 			k, err := e.openShare(me, keyID, epoch, b.Blob)
 			if err != nil {
-				e.mu.Lock()
-				e.shareErrs[keyID] = err.Error()
-				e.mu.Unlock()
+				if shareFail[keyID] == nil {
+					shareFail[keyID] = map[uint64]error{}
+				}
+				shareFail[keyID][epoch] = err
 				fail(b.Name, err)
 				continue
 			}
-			e.mu.Lock()
-			e.shares[keyID] = k
-			delete(e.shareErrs, keyID)
-			e.mu.Unlock()
+			opened[keyID] = append(opened[keyID], k)
 			resp.Loaded = append(resp.Loaded, b.Name)
 		case b.Name == governanceBlob:
 			govState = true
@@ -481,6 +511,7 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 			fail(b.Name, fmt.Errorf("party: unknown blob name"))
 		}
 	}
+	e.placeShares(opened, shareFail)
 	if e.gov != nil && shares && !govState {
 		// finishKeygen stores the governance state before a share.
 		govErr = fmt.Errorf("party: the host holds key shares but gave no sealed governance state (withheld or lost): the policy and velocity counters in force are unknown")
@@ -502,6 +533,7 @@ func (e *Enclave) restore(ctx context.Context, req *api.RestoreRequest) (*api.Re
 	}
 	if first {
 		e.pool.start(me)
+		go e.destroyStale(me)
 	}
 	return resp, nil
 }
@@ -541,6 +573,72 @@ func (e *Enclave) sealShare(me string, rec *shareRecord) ([]byte, error) {
 		return nil, api.Errorf(api.CodeSealing, "party %s: seal share of key %q epoch %d: %v", me, rec.KeyID, rec.Epoch, err)
 	}
 	return blob, nil
+}
+
+// placeShares sorts each key's restored shares into epochs: the highest
+// committed one is in force, uncommitted ones above it are pending (a
+// reshare awaiting its commit), the rest are superseded and destroyed in
+// the background. A key with no committed share that opened is unusable,
+// with the reason.
+func (e *Enclave) placeShares(opened map[string][]*loadedKey, failed map[string]map[uint64]error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keys := map[string]bool{}
+	for k := range opened {
+		keys[k] = true
+	}
+	for k := range failed {
+		keys[k] = true
+	}
+	for keyID := range keys {
+		var active *loadedKey
+		for _, k := range opened[keyID] {
+			if k.rec.committed() && (active == nil || k.rec.Epoch > active.rec.Epoch) {
+				active = k
+			}
+		}
+		for _, k := range opened[keyID] {
+			switch {
+			case k == active:
+			case !k.rec.committed() && (active == nil || k.rec.Epoch > active.rec.Epoch):
+				if e.pending[keyID] == nil {
+					e.pending[keyID] = map[uint64]*loadedKey{}
+				}
+				e.pending[keyID][k.rec.Epoch] = k
+			default:
+				if e.stale[keyID] == nil {
+					e.stale[keyID] = map[uint64]bool{}
+				}
+				e.stale[keyID][k.rec.Epoch] = true
+			}
+		}
+		var reasons []string
+		for ep, err := range failed[keyID] {
+			if active != nil && ep < active.rec.Epoch {
+				// An epoch this party destroyed after a later commit, whose
+				// blob the host kept (or handed back).
+				if e.stale[keyID] == nil {
+					e.stale[keyID] = map[uint64]bool{}
+				}
+				e.stale[keyID][ep] = true
+				continue
+			}
+			reasons = append(reasons, fmt.Sprintf("epoch %d: %v", ep, err))
+		}
+		sort.Strings(reasons)
+		switch {
+		case active != nil && len(reasons) == 0:
+			e.shares[keyID] = active
+			delete(e.shareErrs, keyID)
+		case active != nil:
+			// A later epoch did not open: which one is in force is unknown.
+			e.shareErrs[keyID] = strings.Join(reasons, "; ")
+		case len(reasons) > 0:
+			e.shareErrs[keyID] = strings.Join(reasons, "; ")
+		case len(e.pending[keyID]) > 0:
+			e.shareErrs[keyID] = "only uncommitted reshared epochs are held: the reshare's commit has not reached this party (rerun the refresh or reshare to complete it)"
+		}
+	}
 }
 
 func (e *Enclave) openShare(me, keyID string, epoch uint64, blob []byte) (*loadedKey, error) {

@@ -48,6 +48,8 @@ type clusterOptions struct {
 	// preParams are each party's Paillier pre-parameter sets, served by
 	// its pool as PoolConfig.InsecureFixture (nil: no pool, no ECDSA keygen).
 	preParams map[string][]*ecdsakeygen.LocalPreParams
+	// ids are the manifest's parties (nil: a, b, c).
+	ids []string
 }
 
 type memHost struct {
@@ -137,7 +139,11 @@ func newClusterWith(t testing.TB, opts clusterOptions) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, ca: ca, ids: []string{"a", "b", "c"}, encl: map[string]*Enclave{}, hosts: map[string]*memHost{}, now: time.Now(), pcr0: make([]byte, 48), opts: opts}
+	ids := opts.ids
+	if ids == nil {
+		ids = []string{"a", "b", "c"}
+	}
+	c := &cluster{t: t, ca: ca, ids: ids, encl: map[string]*Enclave{}, hosts: map[string]*memHost{}, now: time.Now(), pcr0: make([]byte, 48), opts: opts}
 	rand.Read(c.pcr0)
 	c.gov = newGovernance(t)
 	m := api.Manifest{Version: 1, ClusterID: "test", Threshold: 1, DevRoots: []string{string(ca.CertPEM())}, Governance: c.gov.section(t, "test", opts.policy)}

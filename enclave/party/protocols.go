@@ -26,7 +26,8 @@ type protocol struct {
 	curve      elliptic.Curve
 	typePrefix string
 	build      session.Build
-	helloExtra []byte // session.Config.HelloExtra
+	helloExtra []byte           // session.Config.HelloExtra
+	reshare    *session.Reshare // session.Config.Reshare (build unused)
 }
 
 // forward turns a typed end channel into the runner's result channel; it
@@ -98,7 +99,18 @@ type shareRecord struct {
 	// ChainCode is the key's BIP-32 chain code (secp256k1 keys), agreed at
 	// keygen from every party's secret contribution; it survives reshares.
 	ChainCode []byte `cbor:"9,keyasint,omitempty"`
+	// Committed: the epoch is in force. Keygen's epoch 0 always is; a
+	// reshared epoch is sealed pending and sealed again committed once
+	// every member of its committee holds it (reshare.go).
+	Committed bool `cbor:"10,keyasint,omitempty"`
+	// PrevEpoch and ReshareID: the epoch a reshare started from and its
+	// proposal id (reshared epochs only).
+	PrevEpoch uint64 `cbor:"11,keyasint,omitempty"`
+	ReshareID []byte `cbor:"12,keyasint,omitempty"`
 }
+
+// committed reports whether the record's epoch is in force.
+func (rec *shareRecord) committed() bool { return rec.Committed || rec.Epoch == 0 }
 
 // loadedKey is a share in enclave memory.
 type loadedKey struct {

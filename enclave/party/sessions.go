@@ -51,14 +51,21 @@ func (e *Enclave) propose(_ context.Context, req *api.ProposeRequest) (*api.Prop
 		}
 		p.KeyID = hex.EncodeToString(id)
 		p.Threshold = e.manifest.Threshold
+		if req.Threshold != 0 {
+			p.Threshold = req.Threshold
+		}
 		p.Ceremony = req.Ceremony
 	case api.KindSign:
 		k, err := e.share(req.KeyID)
 		if err != nil {
 			return nil, err
 		}
-		p.KeyID, p.Algorithm, p.Threshold = req.KeyID, k.rec.Algorithm, k.rec.Threshold
+		p.KeyID, p.Algorithm, p.Threshold, p.Epoch = req.KeyID, k.rec.Algorithm, k.rec.Threshold, k.rec.Epoch
 		if ev, err = e.governSign(me, req, p); err != nil {
+			return nil, err
+		}
+	case api.KindReshare:
+		if err := e.proposeReshare(req, p); err != nil {
 			return nil, err
 		}
 	}
@@ -107,6 +114,9 @@ func (e *Enclave) checkProposal(me string, p *session.Proposal) error {
 		return err
 	case api.KindSign:
 		return e.requireGoverned(me, p)
+	case api.KindReshare:
+		_, _, err := e.checkReshareCeremony(me, p)
+		return err
 	}
 	return nil
 }
@@ -128,7 +138,10 @@ func (e *Enclave) checkProposalShape(me string, p *session.Proposal) error {
 	}
 	switch p.Kind {
 	case api.KindKeygen:
-		if !slices.Equal(p.Parties, e.manifest.PartyIDs()) || p.Threshold != e.manifest.Threshold {
+		// A governed keygen's committee is the one its ceremony names (a
+		// subset of the manifest's parties, checked in checkCeremony);
+		// otherwise it is every party at the manifest's threshold.
+		if e.gov == nil && (!slices.Equal(p.Parties, e.manifest.PartyIDs()) || p.Threshold != e.manifest.Threshold) {
 			return api.Errorf(api.CodeBadRequest, "party: keygen must include every party (%s) at threshold %d", strings.Join(e.manifest.PartyIDs(), ", "), e.manifest.Threshold)
 		}
 		if _, err := e.share(p.KeyID); err == nil {
@@ -142,11 +155,16 @@ func (e *Enclave) checkProposalShape(me string, p *session.Proposal) error {
 		if p.Algorithm != k.rec.Algorithm || p.Threshold != k.rec.Threshold {
 			return api.Errorf(api.CodeBadRequest, "party: proposal says %s t=%d, key %q is %s t=%d", p.Algorithm, p.Threshold, p.KeyID, k.rec.Algorithm, k.rec.Threshold)
 		}
+		if p.Epoch != k.rec.Epoch {
+			return api.Errorf(api.CodeBadRequest, "party %s: proposal signs with epoch %d of key %q, this party holds epoch %d (a refresh or reshare has not completed everywhere)", me, p.Epoch, p.KeyID, k.rec.Epoch)
+		}
 		for _, id := range p.Parties {
 			if !slices.Contains(k.rec.Parties, id) {
 				return api.Errorf(api.CodeBadRequest, "party: %q holds no share of key %q", id, p.KeyID)
 			}
 		}
+	case api.KindReshare:
+		return e.checkReshareShape(me, p)
 	}
 	return nil
 }
@@ -201,6 +219,8 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 		inactivity = e.cfg.KeygenInactivity
 	case api.KindSign:
 		inactivity = e.cfg.SignInactivity
+	case api.KindReshare:
+		inactivity = e.cfg.KeygenInactivity
 	}
 
 	e.mu.Lock()
@@ -218,7 +238,7 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 		e.mu.Unlock()
 	}()
 
-	if p.Kind == api.KindKeygen && p.Algorithm == api.AlgECDSASecp256k1 {
+	if (p.Kind == api.KindKeygen || (p.Kind == api.KindReshare && slices.Contains(p.NewParties, me))) && p.Algorithm == api.AlgECDSASecp256k1 {
 		// Paillier pre-parameters come from the background pool; they are
 		// never generated on the request path.
 		pre, err = e.pool.take(ctx)
@@ -234,6 +254,14 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 			return nil, err
 		}
 	}
+	if p.Kind == api.KindReshare {
+		// Past this point the ceremony is spent on this party.
+		var release func()
+		if cer, authorisedBy, release, err = e.admitReshare(me, p); err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	var ev *evaluation
 	if p.Kind == api.KindSign {
 		// Past this point the request is spent on this party and recorded,
@@ -244,7 +272,7 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	}
 	res := &api.SessionResult{
 		ProposalID: pid, PartyID: me, Kind: p.Kind,
-		Algorithm: p.Algorithm, KeyID: p.KeyID, Threshold: p.Threshold, Parties: p.Parties,
+		Algorithm: p.Algorithm, KeyID: p.KeyID, Threshold: p.Threshold, Parties: p.Parties, Epoch: p.Epoch,
 	}
 	start := time.Now()
 	switch p.Kind {
@@ -263,6 +291,10 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 		if err := e.signAll(ctx, me, keys, peers, p, pid, ev, res, inactivity); err != nil {
 			return nil, err
 		}
+	case api.KindReshare:
+		if err := e.runReshare(ctx, me, keys, peers, p, pid, pre, cer, authorisedBy, res); err != nil {
+			return nil, err
+		}
 	}
 	e.cfg.Log.Info("session done", "kind", p.Kind, "key", p.KeyID, "alg", p.Algorithm, "ms", time.Since(start).Milliseconds())
 	return res, nil
@@ -277,6 +309,7 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "%v", err)
 	}
+	rec.Committed = true
 	k, err := rec.load()
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "%v", err)

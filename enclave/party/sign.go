@@ -38,6 +38,7 @@ func (e *Enclave) runSession(ctx context.Context, me string, keys *channel.Keys,
 		Inactivity: inactivity,
 		OnStart:    onStart,
 		HelloExtra: proto.helloExtra,
+		Reshare:    proto.reshare,
 	})
 	e.mu.Lock()
 	e.sessions[string(pid)] = s

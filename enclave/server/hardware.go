@@ -93,6 +93,9 @@ func openHardware(o Options, log *slog.Logger) (_ *hardware, err error) {
 		if h.sealer, err = tp.Sealer(tpmPCRs(o)); err != nil {
 			return nil, err
 		}
+		if h.epochs, err = tp.Epochs(tpmPCRs(o)); err != nil {
+			return nil, err
+		}
 		hw = tp
 	}
 	if h.rand, err = entropy.New(hw, rand.Reader); err != nil {

@@ -52,7 +52,19 @@ type Proposal struct {
 	// Every party verifies it against the manifest's admins and refuses a
 	// ceremony id it has run before.
 	Ceremony []byte `cbor:"17,keyasint,omitempty"`
+	// Reshare: the key (at Epoch, held by OldParties at Threshold) moves
+	// to NewParties at NewThreshold as NewEpoch; Parties is the union of
+	// both committees and PublicKey the key's, which every party checks
+	// (a joining party against what it ends up holding).
+	OldParties   []string `cbor:"18,keyasint,omitempty"`
+	NewParties   []string `cbor:"19,keyasint,omitempty"`
+	NewThreshold int      `cbor:"20,keyasint,omitempty"`
+	NewEpoch     uint64   `cbor:"21,keyasint,omitempty"`
+	PublicKey    []byte   `cbor:"22,keyasint,omitempty"`
 }
+
+// MaxParties bounds a session's parties (both committees of a reshare).
+const MaxParties = 16
 
 // MaxDigests bounds the digests one governed proposal signs (a PSBT signs
 // one per input).
@@ -124,7 +136,7 @@ func (p *Proposal) Check() error {
 		return fmt.Errorf("session: proposal version %d unsupported, want 1", p.Version)
 	}
 	switch p.Kind {
-	case api.KindKeygen, api.KindSign:
+	case api.KindKeygen, api.KindSign, api.KindReshare:
 	default:
 		return fmt.Errorf("session: unknown session kind %q", p.Kind)
 	}
@@ -133,6 +145,13 @@ func (p *Proposal) Check() error {
 	}
 	if p.Kind == api.KindKeygen && (len(p.Message) != 0 || p.Governed() || len(p.Digests) != 0 || len(p.Approvals) != 0) {
 		return fmt.Errorf("session: keygen proposal carries a message or a request")
+	}
+	if p.Kind == api.KindReshare {
+		if err := p.checkReshare(); err != nil {
+			return err
+		}
+	} else if len(p.OldParties) != 0 || len(p.NewParties) != 0 || p.NewThreshold != 0 || p.NewEpoch != 0 || len(p.PublicKey) != 0 {
+		return fmt.Errorf("session: %s proposal carries reshare fields", p.Kind)
 	}
 	if p.Kind == api.KindSign && len(p.Ceremony) != 0 {
 		return fmt.Errorf("session: sign proposal carries a ceremony (keygen only)")
@@ -159,8 +178,8 @@ func (p *Proposal) Check() error {
 	if len(p.Nonce) != 32 {
 		return fmt.Errorf("session: proposal nonce is %d bytes, want 32", len(p.Nonce))
 	}
-	if len(p.Parties) < 2 || len(p.Parties) > 16 {
-		return fmt.Errorf("session: %d parties, want 2 to 16", len(p.Parties))
+	if len(p.Parties) < 2 || len(p.Parties) > MaxParties {
+		return fmt.Errorf("session: %d parties, want 2 to %d", len(p.Parties), MaxParties)
 	}
 	if !slices.IsSorted(p.Parties) || len(slices.Compact(slices.Clone(p.Parties))) != len(p.Parties) {
 		return fmt.Errorf("session: party list must be sorted and unique")
@@ -177,6 +196,39 @@ func (p *Proposal) Check() error {
 	}
 	if p.KeyID == "" || len(p.KeyID) > 64 {
 		return fmt.Errorf("session: key id empty or longer than 64 bytes")
+	}
+	return nil
+}
+
+func (p *Proposal) checkReshare() error {
+	if len(p.Message) != 0 || p.Governed() || len(p.Digests) != 0 || len(p.Approvals) != 0 {
+		return fmt.Errorf("session: reshare proposal carries a message or a request")
+	}
+	for _, c := range []struct {
+		name string
+		ids  []string
+		t    int
+	}{{"old", p.OldParties, p.Threshold}, {"new", p.NewParties, p.NewThreshold}} {
+		if len(c.ids) < 2 || !slices.IsSorted(c.ids) || len(slices.Compact(slices.Clone(c.ids))) != len(c.ids) {
+			return fmt.Errorf("session: reshare %s committee must be 2 or more parties, sorted and unique", c.name)
+		}
+		if c.t < 1 || c.t >= len(c.ids) {
+			return fmt.Errorf("session: reshare %s threshold %d invalid for %d parties", c.name, c.t, len(c.ids))
+		}
+	}
+	u := slices.Concat(p.OldParties, p.NewParties)
+	slices.Sort(u)
+	if !slices.Equal(slices.Compact(u), p.Parties) {
+		return fmt.Errorf("session: reshare parties must be the union of the old and the new committee")
+	}
+	if !slices.Contains(p.OldParties, p.Coordinator) {
+		return fmt.Errorf("session: reshare coordinator %q holds no share (not in the old committee)", p.Coordinator)
+	}
+	if p.NewEpoch <= p.Epoch {
+		return fmt.Errorf("session: reshare to epoch %d, not after the key's epoch %d", p.NewEpoch, p.Epoch)
+	}
+	if len(p.PublicKey) == 0 || len(p.PublicKey) > 64 {
+		return fmt.Errorf("session: reshare names no public key")
 	}
 	return nil
 }

@@ -28,6 +28,19 @@ var simInUse atomic.Bool
 // paths. Production parties must use Open on a hardware TPM and refuse a
 // TPM whose IsSimulator is true.
 //
+// The simulator's NV starts empty on every open, so it would forget the
+// epoch indexes of EpochKeys. To let dev parties restart, a simulator TPM
+// keeps an NV mirror next to the seed, seedFile + ".nv" (mode 0600), that
+// lists every live epoch index — handle, tag and the EPOCH SECRET IN
+// PLAINTEXT — and Epochs replays it into the fresh NV. That is acceptable
+// only because the seed file already recreates every key of the simulator
+// (it is insecure by construction; the mirror adds nothing a seed-file
+// reader lacks); a real TPM keeps epoch secrets only in its NV and never
+// writes a mirror. An epoch blob still needs the inner, PCR-sealed data key,
+// so the mirror alone does not open it outside the measured PCR state.
+// Deleting the mirror (or the seed) loses every epoch of the party; copying
+// or backing it up defeats DestroyEpoch for the copies.
+//
 // Only one simulator can be open per process: a second OpenSimulator fails
 // with ErrSimulatorBusy until the first is closed. The simulator needs cgo
 // and OpenSSL's libcrypto (Debian: libssl-dev to build).
@@ -44,5 +57,10 @@ func OpenSimulator(seedFile string) (*TPM, error) {
 		simInUse.Store(false)
 		return nil, classErrorf(ErrDevice, err, "start TPM simulator")
 	}
-	return newTPM(transport.FromReadWriteCloser(sim), "simulator:"+seedFile, true, func() { simInUse.Store(false) })
+	t, err := newTPM(transport.FromReadWriteCloser(sim), "simulator:"+seedFile, true, func() { simInUse.Store(false) })
+	if err != nil {
+		return nil, err
+	}
+	t.nvMirror = &nvMirror{path: seedFile + ".nv"}
+	return t, nil
 }

@@ -62,6 +62,10 @@ type TPM struct {
 	closed bool
 	// release runs after the transport is closed (frees the simulator).
 	release func()
+	// nvMirror is the simulator's plaintext copy of its epoch indexes
+	// (OpenSimulator, EpochKeys); nil on every TPM Open returns, so a real
+	// TPM never writes one. Guarded by mu.
+	nvMirror *nvMirror
 
 	maxRandom int                // bytes per TPM2_GetRandom
 	banks     []tpm2.TPMIAlgHash // allocated PCR banks ExtendPCR extends
