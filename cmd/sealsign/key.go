@@ -21,12 +21,15 @@ func init() {
 	commands["gov-key"] = govKeyMain
 }
 
-const keyUsage = `Usage: sealsign key create|get|list [flags]
+const keyUsage = `Usage: sealsign key create|get|list|refresh|reshare [flags]
 
   create --alg ecdsa-secp256k1|eddsa-ed25519 --admin-key FILE --admin-key FILE
-                                               run a distributed key generation
+         [--parties a,b,c --threshold 1]       run a distributed key generation
   get KEYID                                    show a key
   list                                         list keys
+  refresh KEYID                                new shares, same key and committee
+  reshare KEYID --parties LIST --threshold T   move the key to another committee
+                                               (see "sealsign key refresh -h")
 
 Key creation is a ceremony the cluster's admins authorise: create signs a
 keygen ceremony (every party of the manifest, at its threshold) with each
@@ -44,6 +47,9 @@ Flags:
                      (create; repeat once per admin of the quorum)
   --ttl DURATION     how long the ceremony stays valid (create; default
                      10m, at most 1h)
+  --parties LIST     create: the key's committee, a subset of the
+                     manifest's parties (governed clusters; default all)
+  --threshold T      create: the key's threshold with --parties
 
 Examples:
   sealsign key create --alg eddsa-ed25519
@@ -77,12 +83,17 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	verb := args[0]
+	if verb == "refresh" || verb == "reshare" {
+		return reshareMain(verb, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("key "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, keyUsage) }
 	var t target
 	t.register(fs, true)
 	alg := fs.String("alg", "", "algorithm (create)")
+	partiesFlag := fs.String("parties", "", "committee (create)")
+	threshold := fs.Int("threshold", 0, "threshold with --parties (create)")
 	ttl := fs.Duration("ttl", 10*time.Minute, "ceremony lifetime (create)")
 	var adminKeys []string
 	fs.Func("admin-key", "admin key file (create; repeatable)", func(s string) error {
@@ -105,14 +116,22 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, "sealsign: key create needs --alg\n\n"+keyUsage)
 			return 2
 		}
+		committee := splitList(*partiesFlag)
+		if (len(committee) == 0) != (*threshold == 0) {
+			return usageExit("key create", keyUsage, usagef("--parties and --threshold go together"), stdout, stderr)
+		}
 		var cer []byte
-		if cer, err = keygenCeremony(&t, *alg, *ttl, adminKeys, stderr); err != nil {
+		if cer, err = keygenCeremony(&t, *alg, *ttl, adminKeys, committee, *threshold, stderr); err != nil {
 			if errors.As(err, new(usageError)) {
 				return usageExit("key create", keyUsage, err, stdout, stderr)
 			}
 			return failExit("key create", err, stderr)
 		}
-		out, err = cl.CreateKey(ctx, *alg, cer)
+		if len(committee) > 0 {
+			out, err = cl.CreateKeyAmong(ctx, *alg, cer, committee, *threshold)
+		} else {
+			out, err = cl.CreateKey(ctx, *alg, cer)
+		}
 	case "get":
 		if fs.NArg() != 1 {
 			fmt.Fprint(stderr, keyUsage)
@@ -137,7 +156,7 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 // admin keys given, or the dev appliance's admin-1 and admin-2 when it
 // talks to the dev appliance and none is given. A manifest without
 // governance needs no ceremony (nil).
-func keygenCeremony(t *target, alg string, ttl time.Duration, files []string, stderr io.Writer) ([]byte, error) {
+func keygenCeremony(t *target, alg string, ttl time.Duration, files []string, committee []string, threshold int, stderr io.Writer) ([]byte, error) {
 	m, path, err := t.loadManifest()
 	if err != nil {
 		return nil, err
@@ -149,15 +168,29 @@ func keygenCeremony(t *target, alg string, ttl time.Duration, files []string, st
 		return nil, usagef("with --host, pass --manifest FILE: the ceremony names the cluster's parties and threshold")
 	}
 	if m.Governance == nil {
-		if len(files) > 0 {
-			return nil, fmt.Errorf("manifest %s has no governance section: its enclaves create keys without a ceremony; drop --admin-key", path)
+		if len(files) > 0 || len(committee) > 0 {
+			return nil, fmt.Errorf("manifest %s has no governance section: its enclaves create keys among every party without a ceremony; drop --admin-key and --parties", path)
 		}
 		return nil, nil
 	}
+	admins, err := ceremonyAdmins(t, m.Governance.AdminQuorum, "keygen", files, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if len(committee) == 0 {
+		committee, threshold = m.PartyIDs(), m.Threshold
+	}
+	return client.NewCeremony(m.ClusterID, ceremony.KindKeygen, alg, committee, threshold, ttl, admins...)
+}
+
+// ceremonyAdmins loads the admin keys a ceremony is signed with: the
+// files given, or the dev appliance's admin-1 and admin-2 when the command
+// talks to the dev appliance and none is given.
+func ceremonyAdmins(t *target, quorum int, kind string, files []string, stderr io.Writer) ([]*keys.PrivateKey, error) {
 	var admins []*keys.PrivateKey
 	if len(files) == 0 {
 		if t.host != "" {
-			return nil, usagef("key creation needs a quorum of admins (%d): pass --admin-key FILE once per admin", m.Governance.AdminQuorum)
+			return nil, usagef("a %s ceremony needs a quorum of admins (%d): pass --admin-key FILE once per admin", kind, quorum)
 		}
 		c, err := devcluster.Load(devDir(t.dir))
 		if err != nil {
@@ -170,7 +203,7 @@ func keygenCeremony(t *target, alg string, ttl time.Duration, files []string, st
 			}
 			admins = append(admins, k)
 		}
-		fmt.Fprintf(stderr, "sealsign: no --admin-key: signing the keygen ceremony with the dev appliance's %s\n", strings.Join(devcluster.DevCeremonyAdmins, " and "))
+		fmt.Fprintf(stderr, "sealsign: no --admin-key: signing the %s ceremony with the dev appliance's %s\n", kind, strings.Join(devcluster.DevCeremonyAdmins, " and "))
 	}
 	for _, f := range files {
 		k, err := keys.LoadPrivate(f)
@@ -179,7 +212,17 @@ func keygenCeremony(t *target, alg string, ttl time.Duration, files []string, st
 		}
 		admins = append(admins, k)
 	}
-	return client.NewCeremony(m.ClusterID, ceremony.KindKeygen, alg, m.PartyIDs(), m.Threshold, ttl, admins...)
+	return admins, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 const govKeyUsage = `Usage: sealsign gov-key create --id ID --owner OWNER [--alg ed25519|ecdsa-p256] --out FILE

@@ -10,6 +10,7 @@ const (
 	MethodRun          = "run"           // RunRequest → SessionResult (blocks until the session ends)
 	MethodDeliver      = "deliver"       // DeliverRequest → nil
 	MethodStatus       = "status"        // nil → StatusResponse
+	MethodAbort        = "abort"         // AbortRequest → nil: end a running session (its host gave up on it)
 )
 
 // Methods the enclave calls on the host.
@@ -170,6 +171,15 @@ type SendRequest struct {
 
 type StoreRequest struct {
 	Blob NamedBlob `cbor:"1,keyasint"`
+}
+
+// AbortRequest ends the session of a proposal running on this enclave:
+// its coordinator failed or was cancelled, so waiting for its inactivity
+// timeout would only hold the key (a reshare) and the enclave's resources.
+// A host can stall a session anyway; aborting one grants it nothing more.
+type AbortRequest struct {
+	ProposalID []byte `cbor:"1,keyasint"`
+	Reason     string `cbor:"2,keyasint,omitempty"`
 }
 
 type DeleteRequest struct {

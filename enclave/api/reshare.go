@@ -69,6 +69,8 @@ type ReshareCommitResponse struct {
 	Destroyed []uint64 `cbor:"4,keyasint,omitempty" json:"destroyed,omitempty"`
 	Threshold int      `cbor:"5,keyasint" json:"threshold"`
 	Parties   []string `cbor:"6,keyasint" json:"parties"`
+	Algorithm string   `cbor:"7,keyasint" json:"algorithm"`
+	PublicKey []byte   `cbor:"8,keyasint" json:"public_key"`
 }
 
 // KeyEpochs is one key's epochs on a party (StatusResponse.KeyEpochs).

@@ -87,6 +87,7 @@ type Enclave struct {
 	stale        map[string]map[uint64]bool       // key → epochs with a blob, superseded, to destroy
 	resharing    map[string]bool                  // keys a reshare or commit is running on
 	sessions     map[string]*session.Session      // proposal id → session
+	runCancels   map[string]*running              // proposal id → its run, to abort
 	seen         map[string]time.Time             // proposal ids ever run (replay)
 	finished     map[string]time.Time             // proposal ids whose session has ended
 	parked       map[string][]*channel.Envelope
@@ -127,6 +128,7 @@ func New(cfg Config) *Enclave {
 		stale:      map[string]map[uint64]bool{},
 		resharing:  map[string]bool{},
 		sessions:   map[string]*session.Session{},
+		runCancels: map[string]*running{},
 		seen:       map[string]time.Time{},
 		finished:   map[string]time.Time{},
 		parked:     map[string][]*channel.Envelope{},
@@ -163,6 +165,7 @@ func (e *Enclave) Handlers() map[string]api.Handler {
 		api.MethodPeerIdentity:  decodeInto(e.peerIdentity),
 		api.MethodPropose:       decodeInto(e.propose),
 		api.MethodRun:           decodeInto(e.run),
+		api.MethodAbort:         decodeInto(e.abort),
 		api.MethodDeliver:       decodeInto(e.deliver),
 		api.MethodStatus:        func(ctx context.Context, _ []byte) (any, error) { return e.status(), nil },
 		api.MethodEvaluate:      decodeInto(e.evaluateMethod),

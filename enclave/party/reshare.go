@@ -509,7 +509,12 @@ func (e *Enclave) reshareCommit(ctx context.Context, req *api.ReshareCommitReque
 		delete(e.resharing, st.KeyID)
 		e.mu.Unlock()
 	}()
-	resp := &api.ReshareCommitResponse{PartyID: me, Epoch: st.NewEpoch, Threshold: st.NewThreshold, Parties: st.NewParties}
+	resp := &api.ReshareCommitResponse{PartyID: me, Epoch: st.NewEpoch, Threshold: st.NewThreshold, Parties: st.NewParties, PublicKey: st.PublicKey}
+	for _, k := range []*loadedKey{active, pend} {
+		if k != nil {
+			resp.Algorithm = k.rec.Algorithm
+		}
+	}
 	entry := audit.Ceremony{Kind: "reshare-commit", KeyID: st.KeyID, Epoch: st.NewEpoch, Parties: st.NewParties,
 		Threshold: uint64(st.NewThreshold), PublicKey: st.PublicKey,
 		Detail: map[string]string{"from_epoch": strconv.FormatUint(st.OldEpoch, 10), "proposal_id": fmt.Sprintf("%x", st.ProposalID),

@@ -229,9 +229,15 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 		return nil, api.Errorf(api.CodeRejected, "party: proposal %x already ran on this party (replay)", pid[:8])
 	}
 	e.seen[string(pid)] = now
+	ctx, cancelRun := context.WithCancelCause(ctx)
+	thisRun := &running{cancel: cancelRun, done: make(chan struct{})}
+	e.runCancels[string(pid)] = thisRun
 	e.mu.Unlock()
+	defer close(thisRun.done) // after the cleanup below (defers run last-in first-out)
 	defer func() {
 		e.mu.Lock()
+		cancelRun(nil)
+		delete(e.runCancels, string(pid))
 		delete(e.sessions, string(pid))
 		delete(e.parked, string(pid))
 		e.finished[string(pid)] = e.cfg.Clock()
@@ -298,6 +304,46 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 	}
 	e.cfg.Log.Info("session done", "kind", p.Kind, "key", p.KeyID, "alg", p.Algorithm, "ms", time.Since(start).Milliseconds())
 	return res, nil
+}
+
+// abort ends the run of a proposal on this party, as its host asks.
+func (e *Enclave) abort(_ context.Context, req *api.AbortRequest) (any, error) {
+	me, _, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	reason := req.Reason
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	e.mu.Lock()
+	r, ok := e.runCancels[string(req.ProposalID)]
+	e.mu.Unlock()
+	if !ok {
+		return nil, api.Errorf(api.CodeNotFound, "party %s: no session of proposal %x is running", me, prefix8(req.ProposalID))
+	}
+	r.cancel(fmt.Errorf("aborted by the host: %s", reason))
+	e.cfg.Log.Info("session aborted by the host", "proposal", fmt.Sprintf("%x", prefix8(req.ProposalID)), "reason", reason)
+	// Return once the run has let go of what it held (a reshare's claim on
+	// its key), so a rerun right after does not find it busy.
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+	}
+	return nil, nil
+}
+
+// running is one run in progress.
+type running struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+func prefix8(b []byte) []byte {
+	if len(b) > 8 {
+		return b[:8]
+	}
+	return b
 }
 
 // finishKeygen seals the new share and has the host store it durably before

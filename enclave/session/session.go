@@ -289,6 +289,9 @@ func (r *runner) run(ctx context.Context) (any, error) {
 	for {
 		select {
 		case <-ctx.Done():
+			if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+				return nil, fmt.Errorf("session: %v; %s", cause, r.waitingFor())
+			}
 			return nil, fmt.Errorf("session: %w; %s", ctx.Err(), r.waitingFor())
 		case <-timer.C:
 			return nil, fmt.Errorf("%w after %s of inactivity; %s", ErrTimeout, r.cfg.Inactivity, r.waitingFor())

@@ -98,9 +98,18 @@ func (c *Client) CreateKey(ctx context.Context, algorithm string, ceremony []byt
 // NewCeremony builds a ceremony of kind (ceremony.KindKeygen) for clusterID
 // with a fresh random id, valid from now for ttl (at most
 // ceremony.MaxLifetime), and signs it with every admin key given. parties
-// are sorted; for keygen they must be every party of the cluster, and
-// threshold the manifest's.
+// are sorted; for keygen they are the committee (in an ungoverned cluster
+// every party, at the manifest's threshold).
 func NewCeremony(clusterID, kind, algorithm string, parties []string, threshold int, ttl time.Duration, admins ...*keys.PrivateKey) ([]byte, error) {
+	parties = slices.Clone(parties)
+	slices.Sort(parties)
+	return SignCeremony(ceremony.Ceremony{ClusterID: clusterID, Kind: kind, Algorithm: algorithm, Parties: parties, Threshold: threshold}, ttl, admins...)
+}
+
+// SignCeremony gives c its format, a fresh random id and a validity window
+// from now for ttl (at most ceremony.MaxLifetime), and signs it with every
+// admin key given.
+func SignCeremony(c ceremony.Ceremony, ttl time.Duration, admins ...*keys.PrivateKey) ([]byte, error) {
 	if ttl <= 0 || ttl > ceremony.MaxLifetime {
 		return nil, fmt.Errorf("client: ceremony lifetime %s invalid (want up to %s)", ttl, ceremony.MaxLifetime)
 	}
@@ -111,16 +120,28 @@ func NewCeremony(clusterID, kind, algorithm string, parties []string, threshold 
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	parties = slices.Clone(parties)
-	slices.Sort(parties)
 	// IssuedAt is now, not backdated: an enclave refuses ceremonies issued
 	// before it booted (ceremony.ReplayCache.SetFloor).
 	now := time.Now()
-	return ceremony.New(ceremony.Ceremony{
-		Format: ceremony.FormatV1, ID: kind + "-" + hex.EncodeToString(id), ClusterID: clusterID, Kind: kind,
-		Algorithm: algorithm, Parties: parties, Threshold: threshold,
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(),
-	}, admins...)
+	c.Format, c.ID = ceremony.FormatV1, c.Kind+"-"+hex.EncodeToString(id)
+	c.IssuedAt, c.ExpiresAt = now.Unix(), now.Add(ttl).Unix()
+	return ceremony.New(c, admins...)
+}
+
+// CreateKeyAmong runs a governed keygen among parties at threshold (the
+// committee its ceremony names).
+func (c *Client) CreateKeyAmong(ctx context.Context, algorithm string, cer []byte, parties []string, threshold int) (*server.KeyJSON, error) {
+	var k server.KeyJSON
+	err := c.do(ctx, http.MethodPost, "/v1/keys", server.CreateKeyRequest{Algorithm: algorithm, Ceremony: cer, Parties: parties, Threshold: threshold}, &k)
+	return &k, err
+}
+
+// Reshare refreshes a key (req.NewParties empty) or moves it to a new
+// committee; it also completes an interrupted one.
+func (c *Client) Reshare(ctx context.Context, keyID string, req server.ReshareRequest) (*server.ReshareResponse, error) {
+	var r server.ReshareResponse
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+keyID+"/reshare", req, &r)
+	return &r, err
 }
 
 // Key returns one key.

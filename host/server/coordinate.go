@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/enclave/session"
 	"github.com/sealsign/sealsign/host/store"
 )
 
@@ -29,6 +30,13 @@ const (
 // quorum's signed authorisation, relayed to the enclaves, which verify it
 // (a governed cluster refuses keygen without one).
 func (s *Server) CreateKey(ctx context.Context, algorithm string, ceremony []byte) (store.Key, error) {
+	return s.CreateKeyAmong(ctx, algorithm, ceremony, nil, 0)
+}
+
+// CreateKeyAmong is CreateKey for the committee parties at threshold (a
+// governed keygen: its ceremony names them); nil parties means every
+// party of the cluster at the manifest's threshold.
+func (s *Server) CreateKeyAmong(ctx context.Context, algorithm string, ceremony []byte, parties []string, threshold int) (store.Key, error) {
 	switch algorithm {
 	case api.AlgECDSASecp256k1, api.AlgEdDSAEd25519:
 	default:
@@ -36,12 +44,19 @@ func (s *Server) CreateKey(ctx context.Context, algorithm string, ceremony []byt
 	}
 	ctx, cancel := context.WithTimeout(ctx, keygenDeadline)
 	defer cancel()
-	parties := s.manifest.PartyIDs()
+	if len(parties) == 0 {
+		parties = s.manifest.PartyIDs()
+	}
+	parties = slices.Clone(parties)
+	sort.Strings(parties)
+	if !slices.Contains(parties, s.cfg.PartyID) {
+		return store.Key{}, api.Errorf(api.CodeBadRequest, "server: this host's party %q must be in the keygen committee %v (send the request to a member's host)", s.cfg.PartyID, parties)
+	}
 	docs, err := s.collectDocs(ctx, others(parties, s.cfg.PartyID), true)
 	if err != nil {
 		return store.Key{}, err
 	}
-	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindKeygen, Algorithm: algorithm, Parties: parties, Ceremony: ceremony}, docs)
+	results, err := s.coordinate(ctx, api.ProposeRequest{Kind: api.KindKeygen, Algorithm: algorithm, Parties: parties, Threshold: threshold, Ceremony: ceremony}, docs)
 	if err != nil {
 		return store.Key{}, err
 	}
@@ -239,6 +254,9 @@ func (s *Server) coordinate(ctx context.Context, req api.ProposeRequest, docs ma
 			var err error
 			if p == s.cfg.PartyID {
 				err = s.enclave.Call(ctx, api.MethodRun, api.RunRequest{Proposal: prop.Proposal}, &res)
+				if err != nil && ctx.Err() != nil {
+					s.abortRun(prop.ID, "another party failed")
+				}
 			} else {
 				err = s.peerCall(ctx, p, "/v1/peer/run", runBody{Proposal: prop.Proposal, Docs: all}, &res)
 			}
@@ -286,12 +304,28 @@ func (s *Server) runAsPeer(ctx context.Context, req runBody) (*api.SessionResult
 	}
 	var res api.SessionResult
 	if err := s.enclave.Call(ctx, api.MethodRun, api.RunRequest{Proposal: req.Proposal}, &res); err != nil {
+		if ctx.Err() != nil {
+			// The coordinator gave up (its request was cancelled): end the
+			// session here too rather than hold it until it times out.
+			if sp, _, perr := session.ParseProposal(req.Proposal); perr == nil {
+				s.abortRun(session.ProposalID(sp.Body), "the coordinator gave up")
+			}
+		}
 		return nil, err
 	}
 	if res.Kind == api.KindKeygen {
 		s.recordKey(&res)
 	}
 	return &res, nil
+}
+
+// abortRun asks our enclave to end the run of a proposal (best effort).
+func (s *Server) abortRun(pid []byte, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if err := s.enclave.Call(ctx, api.MethodAbort, api.AbortRequest{ProposalID: pid, Reason: reason}, nil); err != nil && api.CodeOf(err) != api.CodeNotFound {
+		s.cfg.Log.Warn("session not aborted", "proposal", fmt.Sprintf("%x", pid[:min(8, len(pid))]), "err", err)
+	}
 }
 
 // envelopeSender reads the (unauthenticated) sender of an envelope, for

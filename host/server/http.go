@@ -34,6 +34,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/peer/deliver", s.peerDeliver)
 	mux.HandleFunc("POST /v1/peer/evaluate", s.peerEvaluate)
 	mux.HandleFunc("POST /v1/peer/policy", s.peerPolicy)
+	mux.HandleFunc("POST /v1/keys/{id}/reshare", s.reshareKey)
+	mux.HandleFunc("GET /v1/peer/status", s.peerStatus)
+	mux.HandleFunc("POST /v1/peer/reshare-ack", s.peerReshareAck)
+	mux.HandleFunc("POST /v1/peer/reshare-commit", s.peerReshareCommit)
 	return http.MaxBytesHandler(mux, 16<<20)
 }
 
@@ -98,10 +102,11 @@ type KeyJSON struct {
 	Threshold int       `json:"threshold"`
 	Parties   []string  `json:"parties"`
 	Created   time.Time `json:"created"`
+	Epoch     uint64    `json:"epoch"`
 }
 
 func keyJSON(k store.Key) KeyJSON {
-	return KeyJSON{ID: k.ID, Algorithm: k.Algorithm, PublicKey: hex.EncodeToString(k.PublicKey), Threshold: k.Threshold, Parties: k.Parties, Created: k.Created}
+	return KeyJSON{ID: k.ID, Algorithm: k.Algorithm, PublicKey: hex.EncodeToString(k.PublicKey), Threshold: k.Threshold, Parties: k.Parties, Created: k.Created, Epoch: k.Epoch}
 }
 
 // CreateKeyRequest is the body of POST /v1/keys.
@@ -111,6 +116,10 @@ type CreateKeyRequest struct {
 	// manifest's admin quorum issued; every enclave of a governed cluster
 	// requires it. JSON encodes it as base64.
 	Ceremony []byte `json:"ceremony,omitempty"`
+	// Parties and Threshold: a governed keygen's committee, as its ceremony
+	// names it (empty: every party at the manifest's threshold).
+	Parties   []string `json:"parties,omitempty"`
+	Threshold int      `json:"threshold,omitempty"`
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +128,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	k, err := s.CreateKey(r.Context(), req.Algorithm, req.Ceremony)
+	k, err := s.CreateKeyAmong(r.Context(), req.Algorithm, req.Ceremony, req.Parties, req.Threshold)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -145,6 +154,18 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	// The enclave is the authority on the epoch in force and its committee
+	// (a reshare interrupted before this host recorded it).
+	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
+	defer cancel()
+	var st api.StatusResponse
+	if err := s.enclave.Call(ctx, api.MethodStatus, nil, &st); err == nil {
+		for _, ke := range st.KeyEpochs {
+			if ke.KeyID == k.ID && ke.Active {
+				k.Epoch, k.Parties, k.Threshold = ke.Epoch, ke.Parties, ke.Threshold
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, keyJSON(k))
 }

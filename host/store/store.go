@@ -34,6 +34,9 @@ type Key struct {
 	Threshold int       `json:"threshold"`
 	Parties   []string  `json:"parties"`
 	Created   time.Time `json:"created"`
+	// Epoch of the key's shares in force (0 from keygen, +1 per refresh or
+	// reshare; this host's enclave is the authority).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // Store is a bbolt-backed store. It is safe for concurrent use.
@@ -118,6 +121,13 @@ func (s *Store) PutKey(k Key) error {
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKeys).Put([]byte(k.ID), b)
+	})
+}
+
+// DeleteKey removes a key's metadata (a reshare removed this party).
+func (s *Store) DeleteKey(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).Delete([]byte(id))
 	})
 }
 
