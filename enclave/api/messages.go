@@ -146,6 +146,9 @@ type SessionResult struct {
 	PolicyVersion uint64   `cbor:"17,keyasint,omitempty" json:"policy_version,omitempty"`
 	RuleID        string   `cbor:"18,keyasint,omitempty" json:"rule_id,omitempty"`
 	Transaction   []byte   `cbor:"19,keyasint,omitempty" json:"transaction,omitempty"`
+	// DerivationPath is the BIP-32 path of a governed request that signed
+	// with a child key ("m/0/5"); PublicKey is then the child's.
+	DerivationPath string `cbor:"20,keyasint,omitempty" json:"derivation_path,omitempty"`
 }
 
 type DeliverRequest struct {
