@@ -21,12 +21,14 @@ func init() {
 	commands["gov-key"] = govKeyMain
 }
 
-const keyUsage = `Usage: sealsign key create|get|list [flags]
+const keyUsage = `Usage: sealsign key create|get|list|derive [flags]
 
   create --alg ecdsa-secp256k1|eddsa-ed25519 --admin-key FILE --admin-key FILE
                                                run a distributed key generation
   get KEYID                                    show a key
   list                                         list keys
+  derive KEYID --path m/0/1                    show a BIP-32 child key and its
+                                               xpub ("sealsign key derive -h")
 
 Key creation is a ceremony the cluster's admins authorise: create signs a
 keygen ceremony (every party of the manifest, at its threshold) with each
@@ -77,6 +79,9 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	verb := args[0]
+	if verb == "derive" {
+		return keyDeriveMain(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("key "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, keyUsage) }
