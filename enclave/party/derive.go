@@ -15,9 +15,9 @@ import (
 	ecdsakeygen "github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	ecdsasigning "github.com/bnb-chain/tss-lib/v2/ecdsa/signing"
 	"github.com/bnb-chain/tss-lib/v2/tss"
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
-	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // BIP-32 fingerprints are HASH160
 
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/governance/request"
@@ -110,7 +110,7 @@ func derive(k *loadedKey, path request.Path) (*derived, error) {
 			return nil, api.Errorf(api.CodeBadRequest, "party: key %q: child %d at %s is the point at infinity under BIP-32; use the next index", k.rec.KeyID, i, path)
 		}
 		c.ToAffine()
-		copy(d.parentFP[:], hash160(ser)[:4])
+		copy(d.parentFP[:], btcutil.Hash160(ser)[:4]) // BIP-32 fingerprint: HASH160 of the parent key
 		d.childNumber = i
 		d.pub = secp256k1.NewPublicKey(&c.X, &c.Y)
 		d.chainCode = sum[32:]
@@ -120,13 +120,6 @@ func derive(k *loadedKey, path request.Path) (*derived, error) {
 	b := delta.Bytes()
 	d.delta = new(big.Int).SetBytes(b[:])
 	return d, nil
-}
-
-func hash160(b []byte) []byte {
-	s := sha256.Sum256(b)
-	r := ripemd160.New()
-	r.Write(s[:])
-	return r.Sum(nil)
 }
 
 // xpubVersion is BIP-32's mainnet public version, "xpub".
@@ -189,7 +182,9 @@ func childSigningParty(d *derived, save *ecdsakeygen.LocalPartySaveData, m *big.
 		return nil, fmt.Errorf("party: copy share: %w", err)
 	}
 	keys := []ecdsakeygen.LocalPartySaveData{cp}
-	child := &ecdsa.PublicKey{Curve: tss.S256(), X: d.pub.X(), Y: d.pub.Y()}
+	// tss-lib takes the child as big.Int coordinates (crypto/ecdsa has no
+	// secp256k1); it only reads them.
+	child := &ecdsa.PublicKey{Curve: tss.S256(), X: d.pub.X(), Y: d.pub.Y()} //lint:ignore SA1019 tss-lib's API needs X and Y
 	if err := ecdsasigning.UpdatePublicKeyAndAdjustBigXj(d.delta, keys, child, tss.S256()); err != nil {
 		return nil, fmt.Errorf("party: tweak share for %s: %w", d.path, err)
 	}
