@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -284,6 +285,32 @@ func TestDeriveEdDSARefused(t *testing.T) {
 	for _, id := range c.ids {
 		if _, err := c.evaluate(id, req); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s evaluating a path on ed25519: %v", id, err)
+		}
+	}
+}
+
+// TestDeriveKnownAnswer: BIP-32 test vector 2 (bip-0032.mediawiki), the
+// public derivation m → m/0, through derive and xpub.
+func TestDeriveKnownAnswer(t *testing.T) {
+	const (
+		master = "xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8BDzTJY47LJhkJ8UB7WEGuduB"
+		child0 = "xpub69H7F5d8KSRgmmdJg2KhpAK8SR3DjMwAdkxj3ZuxV27CprR9LgpeyGmXUbC6wb7ERfvrnKZjXoUmmDznezpbZb7ap6r1D3tgFxHmwMkQTPH"
+	)
+	raw := base58.Decode(master)
+	if len(raw) != 82 {
+		t.Fatalf("vector decodes to %d bytes", len(raw))
+	}
+	k := &loadedKey{rec: shareRecord{KeyID: "vector-2", Algorithm: api.AlgECDSASecp256k1, ChainCode: raw[13:45], PublicKey: raw[45:78]}}
+	for _, tc := range []struct {
+		path request.Path
+		want string
+	}{{request.Path{}, master}, {request.Path{0}, child0}} {
+		d, err := derive(k, tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.xpub(); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.path, got, tc.want)
 		}
 	}
 }
