@@ -185,6 +185,16 @@ func decideMain(decision string, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(fmt.Errorf("threshold key %s: public key is not hex", chk.req.KeyID))
 	}
+	if len(chk.req.Path) > 0 {
+		// Under a derivation path the child key signs: decode against it.
+		dk, err := cl.Derive(ctx, chk.req.KeyID, chk.req.Path)
+		if err != nil {
+			return fail(fmt.Errorf("threshold key %s at %s: %w", chk.req.KeyID, chk.req.Path, err))
+		}
+		if pub, err = hex.DecodeString(dk.PublicKey); err != nil {
+			return fail(fmt.Errorf("threshold key %s at %s: public key is not hex", chk.req.KeyID, chk.req.Path))
+		}
+	}
 	// The public key comes from the host. A wrong one cannot make a payload
 	// show other destinations or amounts (they are read from the payload);
 	// it makes decoding fail here or signing fail in the enclaves, which
@@ -336,7 +346,11 @@ func printSummary(w io.Writer, st *server.RequestStatus, r *request.Request, alg
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, a...)) }
 	row("cluster", "%s", r.ClusterID)
 	row("client", "%s (signature %s)", r.ClientKeyID, how)
-	row("key", "%s (%s %x)", r.KeyID, alg, pub)
+	if len(r.Path) > 0 {
+		row("key", "%s at %s (%s child %x)", r.KeyID, r.Path, alg, pub)
+	} else {
+		row("key", "%s (%s %x)", r.KeyID, alg, pub)
+	}
 	row("kind", "%s", r.Kind)
 	if s.Chain != "" {
 		row("chain", "%s", chainName(s.Chain))

@@ -21,7 +21,7 @@ func init() {
 	commands["gov-key"] = govKeyMain
 }
 
-const keyUsage = `Usage: sealsign key create|get|list|refresh|reshare [flags]
+const keyUsage = `Usage: sealsign key create|get|list|derive|refresh|reshare [flags]
 
   create --alg ecdsa-secp256k1|eddsa-ed25519 --admin-key FILE --admin-key FILE
          [--parties a,b,c --threshold 1]       run a distributed key generation
@@ -30,6 +30,8 @@ const keyUsage = `Usage: sealsign key create|get|list|refresh|reshare [flags]
   refresh KEYID                                new shares, same key and committee
   reshare KEYID --parties LIST --threshold T   move the key to another committee
                                                (see "sealsign key refresh -h")
+  derive KEYID --path m/0/1                    show a BIP-32 child key and its
+                                               xpub ("sealsign key derive -h")
 
 Key creation is a ceremony the cluster's admins authorise: create signs a
 keygen ceremony (every party of the manifest, at its threshold) with each
@@ -85,6 +87,9 @@ func keyMain(args []string, stdout, stderr io.Writer) int {
 	verb := args[0]
 	if verb == "refresh" || verb == "reshare" {
 		return reshareMain(verb, args[1:], stdout, stderr)
+	}
+	if verb == "derive" {
+		return keyDeriveMain(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("key "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -52,6 +52,8 @@ Flags:
   --key KEYID        the threshold key to sign with ("sealsign key list")
   --client-key FILE  the client's governance key file
   --signers a,b      the parties asked to sign (default: the host chooses)
+  --path m/0/5       sign with the key's BIP-32 child at this non-hardened
+                     path ("sealsign key derive"; secp256k1 keys only)
   --ttl DURATION     how long the request stays valid (default 10m, at most
                      15m: enclaves refuse longer-lived requests)
   --cluster ID       the cluster id (default: cluster_id of the manifest in
@@ -205,6 +207,7 @@ func requestMain(args []string, stdout, stderr io.Writer) int {
 	psbtFile := fs.String("psbt-file", "", "PSBT file, base64, hex or raw")
 	rawHex := fs.String("raw-digest", "", "raw digest or message, hex")
 	signers := fs.String("signers", "", "comma-separated signer parties")
+	pathText := fs.String("path", "", "BIP-32 path of the child key to sign with")
 	ttl := fs.Duration("ttl", 10*time.Minute, "request lifetime")
 	asJSON := fs.Bool("json", false, "print JSON")
 	usage := func(err error) int { return usageExit("request", requestUsage, err, stdout, stderr) }
@@ -228,6 +231,12 @@ func requestMain(args []string, stdout, stderr io.Writer) int {
 	who, err := parseSigners(*signers)
 	if err != nil {
 		return usage(err)
+	}
+	var path request.Path
+	if *pathText != "" {
+		if path, err = request.ParsePath(*pathText); err != nil {
+			return usage(usagef("--path: %v", err))
+		}
 	}
 	kind, payload, err := readPayload(*evmHex, *evmFile, *psbtFile, *rawHex)
 	if err != nil {
@@ -253,7 +262,7 @@ func requestMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return failExit("request", err, stderr)
 	}
-	signed, err := client.NewRequest(k, clusterID, *keyID, kind, payload, *ttl, who...)
+	signed, err := client.NewRequestAt(k, clusterID, *keyID, path, kind, payload, *ttl, who...)
 	if err != nil {
 		return failExit("request", err, stderr)
 	}
@@ -429,6 +438,9 @@ func printStatus(w io.Writer, st *server.RequestStatus) {
 	if r := st.Result; st.State == server.StateSigned && r != nil {
 		row("policy", "version %d, rule %s", st.PolicyVersion, clean(r.RuleID))
 		row("signers", "%s", clean(strings.Join(r.Signers, ", ")))
+		if r.DerivationPath != "" {
+			row("path", "%s (child key %s)", clean(r.DerivationPath), clean(r.PublicKey))
+		}
 		for i := range r.Digests {
 			n := ""
 			if len(r.Digests) > 1 {

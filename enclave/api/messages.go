@@ -158,6 +158,9 @@ type SessionResult struct {
 	// and a reshare's ack from a member of the new committee.
 	Epoch uint64      `cbor:"20,keyasint,omitempty" json:"epoch,omitempty"`
 	Ack   *ReshareAck `cbor:"21,keyasint,omitempty" json:"ack,omitempty"`
+	// DerivationPath is the BIP-32 path of a governed request that signed
+	// with a child key ("m/0/5"); PublicKey is then the child's.
+	DerivationPath string `cbor:"22,keyasint,omitempty" json:"derivation_path,omitempty"`
 }
 
 type DeliverRequest struct {

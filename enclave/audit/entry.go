@@ -117,6 +117,9 @@ type Request struct {
 	Signers       []string `json:"signers,omitempty" cbor:"7,keyasint,omitempty"`
 	IssuedAt      int64    `json:"issued_at" cbor:"8,keyasint"`  // unix seconds, as signed
 	ExpiresAt     int64    `json:"expires_at" cbor:"9,keyasint"` // unix seconds, as signed
+	// Path is the request's BIP-32 derivation path ("m/0/5") when it signs
+	// with a child key; empty for the key itself.
+	Path string `json:"path,omitempty" cbor:"10,keyasint,omitempty"`
 }
 
 // Verdict outcomes.

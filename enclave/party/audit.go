@@ -357,6 +357,7 @@ func (e *Enclave) auditAdmission(ctx context.Context, ev *evaluation) error {
 	if err := e.auditAppend(ctx, audit.TypeRequest, audit.Request{
 		RequestID: r.ID, RequestDigest: ev.reqDigest, ClientKeyID: r.ClientKeyID, KeyID: r.KeyID, Kind: string(r.Kind),
 		PayloadHash: [32]byte(ev.verdict.PayloadHash), Signers: r.Signers, IssuedAt: r.IssuedAt, ExpiresAt: r.ExpiresAt,
+		Path: ev.derivationPath(),
 	}); err != nil {
 		return err
 	}

@@ -93,6 +93,7 @@ type evaluation struct {
 	req       *request.Request
 	reqDigest [32]byte
 	key       *loadedKey
+	child     *derived    // the request's BIP-32 child of key; nil for key itself
 	decoded   *tx.Decoded // nil when the payload did not decode
 	policy    *policy.Policy
 	input     policy.Input
@@ -135,7 +136,12 @@ func (e *Enclave) evaluate(me string, signed []byte, approvals [][]byte, now tim
 	if len(approvals) > maxApprovals {
 		return nil, api.Errorf(api.CodeBadRequest, "party %s: %d approvals, limit %d", me, len(approvals), maxApprovals)
 	}
-	dec, err := tx.Decode(r.Kind, r.Payload, tx.Key{Algorithm: k.rec.Algorithm, PublicKey: k.rec.PublicKey}, tx.Options{})
+	// A request under a derivation path signs with the child key: the
+	// payload (an EVM sender, a PSBT's inputs) is decoded against it.
+	if ev.child, err = requestChild(k, r.Path); err != nil {
+		return nil, api.Errorf(api.CodeRejected, "party %s: request %s refused: %v", me, r.ID, err)
+	}
+	dec, err := tx.Decode(r.Kind, r.Payload, tx.Key{Algorithm: k.rec.Algorithm, PublicKey: ev.signingKey()}, tx.Options{})
 	if err != nil {
 		ph := tx.PayloadHash(r.Kind, r.Payload)
 		ev.verdict.PayloadHash = ph[:]
@@ -173,7 +179,7 @@ func (e *Enclave) evaluate(me string, signed []byte, approvals [][]byte, now tim
 		approvers = append(approvers, policy.Approver{KeyID: a.KeyID, Owner: a.Owner, Groups: a.Groups})
 	}
 	ev.input = policy.Input{
-		ClusterID: e.manifest.ClusterID, Summary: sum, KeyID: r.KeyID, KeyAlgorithm: k.rec.Algorithm,
+		ClusterID: e.manifest.ClusterID, Summary: sum, KeyID: r.KeyID, KeyAlgorithm: k.rec.Algorithm, KeyPath: r.Path.String(),
 		ClientID: r.ClientKeyID, Initiator: g.sets.Clients[r.ClientKeyID].Owner, Now: now,
 		Approvals: approvers, Rejected: rejected,
 	}

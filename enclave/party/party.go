@@ -173,6 +173,7 @@ func (e *Enclave) Handlers() map[string]api.Handler {
 		api.MethodAuditHash:     decodeInto(e.auditHash),
 		api.MethodReshareAck:    decodeInto(e.reshareAck),
 		api.MethodReshareCommit: decodeInto(e.reshareCommit),
+		api.MethodDerive:        decodeInto(e.deriveMethod),
 		api.MethodAuditCheckpoint: func(ctx context.Context, _ []byte) (any, error) {
 			return e.auditCheckpoint(ctx, nil)
 		},

@@ -62,13 +62,21 @@ func keygenProtocol(alg string, pre *ecdsakeygen.LocalPreParams, done <-chan str
 	}
 }
 
-func signProtocol(k *loadedKey, msg []byte, done <-chan struct{}) protocol {
+// signProtocol signs msg with k, or with its BIP-32 child d when d is not nil.
+func signProtocol(k *loadedKey, d *derived, msg []byte, done <-chan struct{}) protocol {
 	m := new(big.Int).SetBytes(msg)
 	switch k.rec.Algorithm {
 	case api.AlgECDSASecp256k1:
 		save := k.ecdsa
 		return protocol{curve: tss.S256(), typePrefix: "binance.tsslib.ecdsa.signing.", build: func(params *tss.Parameters, out chan<- tss.Message) (tss.Party, <-chan any, error) {
 			end := make(chan *common.SignatureData, 1)
+			if d != nil {
+				p, err := childSigningParty(d, save, m, params, out, end, len(msg))
+				if err != nil {
+					return nil, nil, err
+				}
+				return p, forward(end, done), nil
+			}
 			p := ecdsasigning.NewLocalParty(m, params, *save, out, end, len(msg))
 			return p, forward(end, done), nil
 		}}

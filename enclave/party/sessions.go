@@ -356,6 +356,11 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 		return api.Errorf(api.CodeInternal, "%v", err)
 	}
 	rec.Committed = true
+	if rec.Algorithm == api.AlgECDSASecp256k1 {
+		if rec.ChainCode, err = keygenChainCode(r.s.Secret("bip32-chain-code"), rec.PublicKey); err != nil {
+			return api.Errorf(api.CodeInternal, "%v", err)
+		}
+	}
 	k, err := rec.load()
 	if err != nil {
 		return api.Errorf(api.CodeInternal, "%v", err)

@@ -97,7 +97,7 @@ func (e *Enclave) signAll(ctx context.Context, me string, keys *channel.Keys, pe
 			defer e.gov.mu.Unlock()
 			return e.sealGovernance(ctx, me)
 		}
-		r, err := e.runSession(ctx, me, keys, peers, &run, sub, signProtocol(k, m, done), inactivity, record)
+		r, err := e.runSession(ctx, me, keys, peers, &run, sub, signProtocol(k, ev.child, m, done), inactivity, record)
 		close(done)
 		if err != nil {
 			return fail(err)
@@ -106,7 +106,7 @@ func (e *Enclave) signAll(ctx context.Context, me string, keys *channel.Keys, pe
 		if !ok {
 			return fail(api.Errorf(api.CodeInternal, "party: unexpected signing output %T", r.out))
 		}
-		sig, recID, err := finishSignature(p.Algorithm, k.rec.PublicKey, m, sd)
+		sig, recID, err := finishSignature(p.Algorithm, ev.signingKey(), m, sd)
 		if err != nil {
 			return fail(api.Errorf(api.CodeSession, "%v", err))
 		}
@@ -118,7 +118,7 @@ func (e *Enclave) signAll(ctx context.Context, me string, keys *channel.Keys, pe
 		res.RecoveryIDs = append(res.RecoveryIDs, recID)
 		sigs = append(sigs, tx.Signature{RS: sig, RecoveryID: byte(recID)})
 	}
-	res.PublicKey, res.RequestID, res.PolicyVersion, res.RuleID = k.rec.PublicKey, ev.req.ID, p.PolicyVersion, ev.verdict.RuleID
+	res.PublicKey, res.DerivationPath, res.RequestID, res.PolicyVersion, res.RuleID = ev.signingKey(), ev.derivationPath(), ev.req.ID, p.PolicyVersion, ev.verdict.RuleID
 	if ev.req.Kind != tx.KindRaw {
 		assembled, err := ev.decoded.Assemble(sigs)
 		if err != nil {

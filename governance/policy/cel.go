@@ -42,6 +42,7 @@ type request struct {
 	Fee          units      `cel:"fee"`
 	PayloadHash  string     `cel:"payload_hash"`
 	DigestCount  int64      `cel:"digest_count"`
+	KeyPath      string     `cel:"key_path"`
 }
 
 type transfer struct {
@@ -290,6 +291,7 @@ func activation(in *Input) (map[string]any, error) {
 		Method:       s.Method,
 		KeyID:        in.KeyID,
 		KeyAlgorithm: in.KeyAlgorithm,
+		KeyPath:      in.KeyPath,
 		ClientID:     in.ClientID,
 		Initiator:    in.Initiator,
 		PayloadHash:  hex.EncodeToString(s.PayloadHash[:]),

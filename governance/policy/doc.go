@@ -82,6 +82,8 @@
 //	                               "contract-create", "psbt", "raw"
 //	request.key_id         string  the threshold key asked to sign
 //	request.key_algorithm  string
+//	request.key_path       string  the BIP-32 child of the key that signs: "m" for the
+//	                               key itself, "m/0/5" for a child (non-hardened only)
 //	request.client_id      string  the initiating client key id
 //	request.initiator      string  that key's owner
 //	request.transfers      list    of transfer (below), change outputs included

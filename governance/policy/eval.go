@@ -20,6 +20,9 @@ type Input struct {
 	// KeyID and KeyAlgorithm name the threshold key asked to sign.
 	KeyID        string
 	KeyAlgorithm string
+	// KeyPath is the BIP-32 path of the child of KeyID that signs ("m" for
+	// KeyID itself, "m/0/5" for a child; governance/request.Path).
+	KeyPath string
 	// ClientID is the id of the client key that initiated the request, and
 	// Initiator that key's Owner.
 	ClientID  string

@@ -15,6 +15,7 @@ func FuzzVerifyRequest(f *testing.F) {
 	r := base()
 	r.ClientKeyID = "client-p256"
 	r.Signers = []string{"a", "b"}
+	r.Path = Path{0, 5}
 	p, err := New(r, p256Priv)
 	if err != nil {
 		f.Fatal(err)

@@ -120,6 +120,11 @@ type Request struct {
 	ExpiresAt int64 `json:"expires_at" cbor:"9,keyasint"`
 	// Signers optionally names the parties asked to sign (sorted, unique).
 	Signers []string `json:"signers,omitempty" cbor:"10,keyasint,omitempty"`
+	// Path optionally signs with the BIP-32 non-hardened child of KeyID at
+	// this path (secp256k1 keys only; see Path) instead of KeyID itself.
+	// Absent (empty) is the key itself; a request without it encodes as it
+	// did before the field existed.
+	Path Path `json:"path,omitempty" cbor:"11,keyasint,omitempty"`
 
 	// digest is set by Verify; it is not part of the encoding.
 	digest [32]byte
@@ -175,6 +180,9 @@ func (r *Request) Validate() error {
 		if i > 0 && r.Signers[i-1] >= s {
 			return fmt.Errorf("%w: request %q: signers not sorted and unique (%q then %q)", ErrMalformed, r.ID, r.Signers[i-1], s)
 		}
+	}
+	if err := r.Path.Validate(); err != nil {
+		return fmt.Errorf("%w: request %q: %w", ErrMalformed, r.ID, err)
 	}
 	return nil
 }

@@ -283,6 +283,10 @@ func (c *Cross) checkRequest(id string, parties []string, byParty map[string]*Lo
 			c.find(Finding{RequestID: id, Parties: []string{p.id, refP}, Field: "payload_hash",
 				Detail: fmt.Sprintf("party %s decoded payload hash %x, party %s %x", p.id, rq.PayloadHash[:8], refP, ref.PayloadHash[:8]), Seqs: seqs})
 		}
+		if rq.Path != ref.Path {
+			c.find(Finding{RequestID: id, Parties: []string{p.id, refP}, Field: "path",
+				Detail: fmt.Sprintf("party %s signed with the child at %q, party %s at %q", p.id, rq.Path, refP, ref.Path), Seqs: seqs})
+		}
 	}
 
 	// Verdicts.

@@ -32,6 +32,12 @@ func (e *RequestError) Error() string { return e.Message }
 // NewRequest builds and signs a request with a client key: a fresh random
 // id, issued now, expiring after ttl.
 func NewRequest(k *keys.PrivateKey, clusterID, keyID string, kind tx.Kind, payload []byte, ttl time.Duration, signers ...string) ([]byte, error) {
+	return NewRequestAt(k, clusterID, keyID, nil, kind, payload, ttl, signers...)
+}
+
+// NewRequestAt is NewRequest signing with the BIP-32 child of keyID at path
+// (nil: the key itself).
+func NewRequestAt(k *keys.PrivateKey, clusterID, keyID string, path request.Path, kind tx.Kind, payload []byte, ttl time.Duration, signers ...string) ([]byte, error) {
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
@@ -40,7 +46,7 @@ func NewRequest(k *keys.PrivateKey, clusterID, keyID string, kind tx.Kind, paylo
 	return request.New(request.Request{
 		Format: request.FormatV1, ID: "req-" + hex.EncodeToString(id), ClusterID: clusterID,
 		ClientKeyID: k.Public.ID, KeyID: keyID, Kind: kind, Payload: payload,
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(), Signers: signers,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(), Signers: signers, Path: path,
 	}, k.Signer)
 }
 

@@ -222,7 +222,8 @@ func (s *Server) process(ctx context.Context, st *RequestStatus, signers []strin
 	}
 	st.State = StateSigned
 	st.Result = &SignResult{Algorithm: res.Algorithm, PublicKey: hex.EncodeToString(res.PublicKey), Signers: res.Parties,
-		SessionID: hex.EncodeToString(res.SessionID), RuleID: res.RuleID, RecoveryIDs: res.RecoveryIDs, Transaction: hex.EncodeToString(res.Transaction)}
+		SessionID: hex.EncodeToString(res.SessionID), RuleID: res.RuleID, RecoveryIDs: res.RecoveryIDs, Transaction: hex.EncodeToString(res.Transaction),
+		DerivationPath: res.DerivationPath}
 	if res.Algorithm != api.AlgECDSASecp256k1 {
 		st.Result.RecoveryIDs = nil
 	}

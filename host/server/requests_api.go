@@ -73,6 +73,9 @@ type SignResult struct {
 	// a broadcast-ready EVM transaction or a finalized Bitcoin transaction;
 	// empty for raw digests.
 	Transaction string `json:"transaction,omitempty"`
+	// DerivationPath is the request's BIP-32 path ("m/0/5") when the
+	// child key at it signed; PublicKey is then the child's.
+	DerivationPath string `json:"derivation_path,omitempty"`
 }
 
 // RequestList is the answer of GET /v1/requests.
