@@ -130,8 +130,11 @@ func Verify(b []byte, m *api.Manifest) (*Verified, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: party %q: %v", ErrAttestation, h.Party, err)
 	}
+	// The nonce is compared after the signature, so a changed header is
+	// reported as what it is (not signed) rather than as another backup's
+	// attestation.
 	at := time.UnixMilli(h.CreatedMS)
-	v, err := peer.Verify(f.Attestation, pol, peer.Expect{Nonce: hh, UserData: mh}, at, AttestMaxAge)
+	v, err := peer.Verify(f.Attestation, pol, peer.Expect{UserData: mh}, at, AttestMaxAge)
 	if err != nil {
 		return nil, fmt.Errorf("%w: party %q: %v", ErrAttestation, h.Party, err)
 	}
@@ -151,6 +154,9 @@ func Verify(b []byte, m *api.Manifest) (*Verified, error) {
 	}
 	if !ed25519.Verify(id.SigningKey, labelled(DomainSignature, msg), f.Signature) {
 		return nil, fmt.Errorf("%w: not made by party %q's attested enclave key %x over this header and these ciphertexts", ErrSignature, h.Party, id.SigningKey[:8])
+	}
+	if !bytes.Equal(v.Nonce, hh) {
+		return nil, fmt.Errorf("%w: the attestation is of backup header %x, this header is %x", ErrAttestation, v.Nonce, hh)
 	}
 	if err := h.Check(); err != nil {
 		return nil, err

@@ -161,6 +161,8 @@ func (e *Enclave) Handlers() map[string]api.Handler {
 		api.MethodEvaluate:     decodeInto(e.evaluateMethod),
 		api.MethodPolicyUpdate: decodeInto(e.policyUpdate),
 		api.MethodAuditHash:    decodeInto(e.auditHash),
+		api.MethodBackup:       decodeInto(e.backupShare),
+		api.MethodRecover:      decodeInto(e.recoverShare),
 		api.MethodAuditCheckpoint: func(ctx context.Context, _ []byte) (any, error) {
 			return e.auditCheckpoint(ctx, nil)
 		},
