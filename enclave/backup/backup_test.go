@@ -118,7 +118,8 @@ func newFixture(t *testing.T, alg string) *fixture {
 	f.secret, _ = rand.Int(rand.Reader, c.q)
 	a, _ := rand.Int(rand.Reader, c.q)
 	for i := 0; i < 3; i++ {
-		id, _ := rand.Int(rand.Reader, c.q)
+		// 256-bit ids, as tss-lib's party keys: above Ed25519's L.
+		id, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 256))
 		x := new(big.Int).Mul(a, id)
 		x.Add(x, f.secret).Mod(x, c.q)
 		f.ids, f.xs = append(f.ids, id), append(f.xs, x)

@@ -141,17 +141,19 @@ func (c *curve) interpolate(ids []*big.Int, pts []*crypto.ECPoint, x *big.Int) (
 	return out, nil
 }
 
-// shareIDs parses share ids: each in [1, q), all distinct.
+// shareIDs parses share ids, reduced mod q as tss-lib's VSS evaluates the
+// polynomial (its party keys are 256-bit hashes, above Ed25519's L): each
+// non-zero mod q, all distinct mod q.
 func (c *curve) shareIDs(raw [][]byte) ([]*big.Int, error) {
 	ids := make([]*big.Int, len(raw))
 	seen := map[string]bool{}
 	for i, b := range raw {
-		id := new(big.Int).SetBytes(b)
-		if id.Sign() == 0 || id.Cmp(c.q) >= 0 {
-			return nil, fmt.Errorf("share id %d is zero or not below the group order", i)
+		id := new(big.Int).Mod(new(big.Int).SetBytes(b), c.q)
+		if id.Sign() == 0 {
+			return nil, fmt.Errorf("share id %d is zero modulo the group order", i)
 		}
 		if seen[id.String()] {
-			return nil, fmt.Errorf("share id %d repeats an earlier one", i)
+			return nil, fmt.Errorf("share id %d repeats an earlier one (modulo the group order)", i)
 		}
 		seen[id.String()] = true
 		ids[i] = id
@@ -196,7 +198,7 @@ func (c *curve) checkShares(h *Header) error {
 			return bad("public share %d does not lie on the polynomial of the others: the shares are not of one key", j)
 		}
 	}
-	own := new(big.Int).SetBytes(h.ShareID)
+	own := new(big.Int).Mod(new(big.Int).SetBytes(h.ShareID), c.q)
 	for i, id := range ids {
 		if id.Cmp(own) == 0 {
 			if string(h.Shares[i].Point) != string(h.Point) {

@@ -39,6 +39,11 @@ type cluster struct {
 	nowMu    sync.Mutex
 	gov      *governance
 	opts     clusterOptions
+	// hsm and pin reach the SoftHSM tokens; tok-spare is a fresh, empty
+	// token (SoftHSM lists tokens as they were when the module loaded, so
+	// a replacement must exist from the start).
+	hsm *softhsm.Env
+	pin string
 }
 
 // clusterOptions vary the test cluster; the zero value is newCluster's.
@@ -148,11 +153,12 @@ func newClusterWith(t testing.TB, opts clusterOptions) *cluster {
 	pin := filepath.Join(dir, "user.pin")
 	os.WriteFile(pin, []byte("1234\n"), 0o600)
 	// SoftHSM lists tokens as they were when the module loaded: create all first.
-	for _, id := range c.ids {
+	for _, id := range append(c.ids, "spare") {
 		if err := env.InitToken("tok-"+id, "5678", "1234"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	c.hsm, c.pin = env, pin
 	for _, id := range c.ids {
 		tok, err := pkcs11.Open(env.URI("tok-"+id, pin))
 		if err != nil {
