@@ -20,6 +20,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/keys", s.createKey)
 	mux.HandleFunc("GET /v1/keys", s.listKeys)
 	mux.HandleFunc("GET /v1/keys/{id}", s.getKey)
+	mux.HandleFunc("POST /v1/keys/{id}/backup", s.backupKey)
+	mux.HandleFunc("POST /v1/keys/{id}/recover", s.recoverKey)
 	mux.HandleFunc("POST /v1/requests", s.submitRequest)
 	mux.HandleFunc("GET /v1/requests", s.listRequests)
 	mux.HandleFunc("GET /v1/requests/{id}", s.getRequest)
