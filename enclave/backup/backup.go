@@ -283,7 +283,7 @@ func (s *Share) check(h *Header) error {
 	if err != nil {
 		return err
 	}
-	defer ss.Xi.SetInt64(0)
+	defer zero(ss.Xi)
 	c, err := curveOf(h.Algorithm)
 	if err != nil {
 		return err

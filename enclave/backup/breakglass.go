@@ -37,7 +37,7 @@ func Reconstruct(vs []*Verified, shares []*Share) (*Reconstructed, error) {
 	var in []secretShare
 	defer func() {
 		for _, s := range in {
-			s.x.SetInt64(0)
+			zero(s.x)
 		}
 	}()
 	for i, v := range vs {
@@ -68,7 +68,7 @@ func Reconstruct(vs []*Verified, shares []*Share) (*Reconstructed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: reconstruct: %v", err)
 	}
-	defer x.SetInt64(0)
+	defer zero(x)
 	p, err := c.baseMult(x)
 	if err != nil {
 		return nil, fmt.Errorf("backup: reconstruct: %v", err)

@@ -210,6 +210,15 @@ func (c *curve) checkShares(h *Header) error {
 	return bad("the party's share id is not among the public shares")
 }
 
+// zero overwrites a secret big.Int's words, then sets it to 0 (SetInt64
+// alone would leave the higher words in the backing array).
+func zero(x *big.Int) {
+	if x != nil {
+		clear(x.Bits())
+		x.SetInt64(0)
+	}
+}
+
 // secretShare is one party's x_i with its share id.
 type secretShare struct {
 	id, x *big.Int
@@ -230,7 +239,7 @@ func (c *curve) reconstruct(shares []secretShare) (*big.Int, error) {
 		term := new(big.Int).Mul(c.lagrange(ids, i, big.NewInt(0)), s.x)
 		sum.Add(sum, term)
 		sum.Mod(sum, c.q)
-		term.SetInt64(0)
+		zero(term)
 	}
 	return sum, nil
 }

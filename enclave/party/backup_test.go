@@ -233,6 +233,11 @@ func TestBackupRecoverSign(t *testing.T) {
 			{"ceremony for another party", c.lifecycle(ceremony.KindRecover, key, func(x *ceremony.Ceremony) { x.Party = "b" }), files["c"], share, `restores party "b"`, nil},
 			{"another party's backup", c.lifecycle(ceremony.KindRecover, key, nil), files["b"], c.openFor(files["b"], 0, me), `the backup is of party "b"'s share`, nil},
 			{"wrong epoch", c.lifecycle(ceremony.KindRecover, key, func(x *ceremony.Ceremony) { x.Epoch = 3 }), files["c"], share, "epoch 3, share's current epoch 0", nil},
+			{"tampered header", c.lifecycle(ceremony.KindRecover, key, nil), tampered(func(f *backup.File) {
+				_, h, _ := backup.Parse(files["c"])
+				h.CreatedMS++
+				f.Header, _ = h.Encode()
+			}), share, "signature invalid", backup.ErrSignature},
 			{"tampered signature", c.lifecycle(ceremony.KindRecover, key, nil), tampered(func(f *backup.File) { f.Signature[5] ^= 1 }), share, "signature invalid", backup.ErrSignature},
 			{"tampered ciphertext", c.lifecycle(ceremony.KindRecover, key, nil), tampered(func(f *backup.File) { f.Ciphertexts[1].Ciphertext[9] ^= 1 }), share, "signature invalid", backup.ErrSignature},
 			{"share sealed to another enclave", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["c"], 1, stranger.Public()), "not sealed to this enclave", nil},
