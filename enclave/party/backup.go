@@ -137,7 +137,9 @@ func (e *Enclave) backupShare(ctx context.Context, req *api.BackupRequest) (*api
 	}
 	file, err := backup.Make(h, pt, e.gov.sets.Recovery, backupSigner{e: e, keys: keys})
 	if err != nil {
-		return nil, api.Errorf(api.CodeInternal, "party %s: backup of key %q: %v", me, c.KeyID, err)
+		err = api.Errorf(api.CodeInternal, "party %s: backup of key %q: %v", me, c.KeyID, err)
+		e.auditCeremonyFailed(ctx, me, c, by, err)
+		return nil, err
 	}
 	hdr, _ := h.Encode()
 	entry := audit.Ceremony{
@@ -254,19 +256,9 @@ func (e *Enclave) recoverShare(ctx context.Context, req *api.RecoverRequest) (*a
 	if err := e.ceremonies.Admit(c, e.cfg.Clock()); err != nil {
 		return nil, api.Errorf(api.CodeRejected, "party %s: recovery refused: %v", me, err)
 	}
-	blob, err := e.sealShare(me, rec)
-	if err != nil {
+	if err := e.storeRecovered(ctx, me, rec); err != nil {
+		e.auditCeremonyFailed(ctx, me, c, by, err)
 		return nil, err
-	}
-	// As finishKeygen: governance state before the share.
-	e.gov.mu.Lock()
-	err = e.sealGovernance(ctx, me)
-	e.gov.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobName(rec.KeyID, rec.Epoch), Blob: blob}}, nil); err != nil {
-		return nil, api.Errorf(api.CodeUnavailable, "party: host did not store the recovered share of key %q: %v", rec.KeyID, err)
 	}
 	entry := audit.Ceremony{
 		Kind: ceremony.KindRecover, KeyID: rec.KeyID, Epoch: rec.Epoch, AuthorisedBy: by, Parties: rec.Parties, Threshold: uint64(rec.Threshold),
@@ -283,4 +275,38 @@ func (e *Enclave) recoverShare(ctx context.Context, req *api.RecoverRequest) (*a
 	e.mu.Unlock()
 	e.cfg.Log.Info("share recovered", "key", rec.KeyID, "epoch", rec.Epoch, "ceremony", c.ID)
 	return &api.RecoverResponse{KeyID: rec.KeyID, Algorithm: rec.Algorithm, Epoch: rec.Epoch, Threshold: rec.Threshold, Parties: rec.Parties, PublicKey: rec.PublicKey}, nil
+}
+
+// storeRecovered seals a recovered share under its epoch's hardware key
+// (created in this party's token) and has the host store it, governance
+// state first as finishKeygen does.
+func (e *Enclave) storeRecovered(ctx context.Context, me string, rec *shareRecord) error {
+	blob, err := e.sealShare(me, rec)
+	if err != nil {
+		return err
+	}
+	e.gov.mu.Lock()
+	err = e.sealGovernance(ctx, me)
+	e.gov.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := e.callHost(ctx, api.MethodStore, api.StoreRequest{Blob: api.NamedBlob{Name: shareBlobName(rec.KeyID, rec.Epoch), Blob: blob}}, nil); err != nil {
+		return api.Errorf(api.CodeUnavailable, "party %s: host did not store the recovered share of key %q: %v", me, rec.KeyID, err)
+	}
+	return nil
+}
+
+// auditCeremonyFailed records that an admitted (spent) ceremony failed
+// here, with who authorised it; the error text names no secret. If the
+// audit log itself is down, the failure is only logged.
+func (e *Enclave) auditCeremonyFailed(ctx context.Context, me string, c *ceremony.Ceremony, by []string, cause error) {
+	entry := audit.Ceremony{Kind: c.Kind, KeyID: c.KeyID, Epoch: c.Epoch, AuthorisedBy: by, Parties: c.Parties, Threshold: uint64(c.Threshold),
+		Outcome: "failed", Error: cause.Error(), Detail: map[string]string{"ceremony_id": c.ID}}
+	if c.Party != "" {
+		entry.Detail["party"] = c.Party
+	}
+	if err := e.auditCeremony(ctx, me, entry); err != nil {
+		e.cfg.Log.Warn("ceremony failure not audited", "ceremony", c.ID, "err", err)
+	}
 }

@@ -260,6 +260,25 @@ func TestBackupRecoverSign(t *testing.T) {
 		}
 	})
 
+	t.Run("host cannot store", func(t *testing.T) {
+		h := c.hosts["c"]
+		h.mu.Lock()
+		h.storeDown = true
+		h.mu.Unlock()
+		defer func() { h.mu.Lock(); h.storeDown = false; h.mu.Unlock() }()
+		_, err := c.encl["c"].recoverShare(ctx, &api.RecoverRequest{Ceremony: c.lifecycle(ceremony.KindRecover, key, nil), Backup: files["c"], Share: share})
+		if err == nil || !strings.Contains(err.Error(), "unwritable") {
+			t.Fatalf("recovery with the store down: %v", err)
+		}
+		if _, err := c.encl["c"].share(key.KeyID); err == nil {
+			t.Fatal("a share was loaded that the host never stored")
+		}
+		es := ceremonyEntries(t, h, "recover", key.KeyID)
+		if len(es) != 1 || es[0].Outcome != "failed" || !slices.Equal(es[0].AuthorisedBy, []string{"admin-1", "admin-2"}) {
+			t.Fatalf("failed recovery audited as %+v", es)
+		}
+	})
+
 	res, err := c.encl["c"].recoverShare(ctx, &api.RecoverRequest{Ceremony: c.lifecycle(ceremony.KindRecover, key, nil), Backup: files["c"], Share: share})
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +289,7 @@ func TestBackupRecoverSign(t *testing.T) {
 	if _, ok := c.hosts["c"].blobs[shareBlobName(key.KeyID, 0)]; !ok {
 		t.Fatal("recovered share not stored with the host")
 	}
-	if es := ceremonyEntries(t, c.hosts["c"], "recover", key.KeyID); len(es) != 1 || !slices.Equal(es[0].AuthorisedBy, []string{"admin-1", "admin-2"}) || es[0].Detail["party"] != "c" {
+	if es := ceremonyEntries(t, c.hosts["c"], "recover", key.KeyID); len(es) != 2 || es[1].Outcome != "done" || !slices.Equal(es[1].AuthorisedBy, []string{"admin-1", "admin-2"}) || es[1].Detail["party"] != "c" {
 		t.Fatalf("recover audit entries %+v", es)
 	}
 	if _, err := c.encl["c"].recoverShare(ctx, &api.RecoverRequest{Ceremony: c.lifecycle(ceremony.KindRecover, key, nil), Backup: files["c"], Share: share}); err == nil || !strings.Contains(err.Error(), "already holds a share") {

@@ -66,6 +66,8 @@ type memHost struct {
 	// auditLoseAck stores the next audit entry, then answers with an error
 	// (the acknowledgement lost).
 	auditLoseAck bool
+	// storeDown makes blob stores fail (a full or broken disk).
+	storeDown bool
 }
 
 func (h *memHost) Call(ctx context.Context, method string, req, resp any) error {
@@ -73,8 +75,11 @@ func (h *memHost) Call(ctx context.Context, method string, req, resp any) error 
 	case api.MethodStore:
 		r := req.(api.StoreRequest)
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.storeDown {
+			return errors.New("memhost: blob store unwritable")
+		}
 		h.blobs[r.Blob.Name] = r.Blob.Blob
-		h.mu.Unlock()
 	case api.MethodDelete:
 		r := req.(api.DeleteRequest)
 		h.mu.Lock()
