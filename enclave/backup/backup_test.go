@@ -28,7 +28,7 @@ import (
 // enclave identity and dev NSM: everything a backup needs except tss-lib,
 // whose save-data JSON shape the shares imitate.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	m        *api.Manifest
 	mh       []byte
 	rk       []*RecoveryPrivateKey
@@ -57,7 +57,7 @@ func (s *testSigner) Attest(nonce []byte) ([]byte, error) {
 	return s.nsm.Attest(pub, s.mh, nonce)
 }
 
-func newFixture(t *testing.T, alg string) *fixture {
+func newFixture(t testing.TB, alg string) *fixture {
 	t.Helper()
 	now := time.Now()
 	ca, err := devnsm.NewCA(rand.Reader, now)

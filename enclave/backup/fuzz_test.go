@@ -11,9 +11,8 @@ import (
 // whatever decodes re-encodes to exactly the input (one encoding per
 // value). Seeds: real backups of both algorithms, truncated and flipped.
 func FuzzParse(f *testing.F) {
-	t := &testing.T{}
 	for _, alg := range algs {
-		fx := newFixture(t, alg)
+		fx := newFixture(f, alg)
 		b := fx.make("a")
 		f.Add(b)
 		f.Add(b[:len(b)/2])
