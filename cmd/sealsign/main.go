@@ -30,6 +30,10 @@ Commands:
   audit verify|export|verify-export|report
                        check the parties' audit logs (chains, signatures,
                        attested boots, cross-party), export them, report ceremonies
+  backup create|verify export shares encrypted to recovery keys; check a backup
+  recover              restore a lost party from its backup (or --break-glass:
+                       rebuild the private key offline from t+1 backups)
+  recovery-key create  create an offline recovery key (x25519, mlkem768-x25519)
   eif describe|pcrs|build|sign|build-enclave
                        build, inspect and measure enclave image files
 

@@ -28,6 +28,10 @@ type Governance struct {
 	// the admin quorum. Every enclave verifies it; later versions replace it
 	// only through a signed update (policy.Accept).
 	Policy []byte `json:"policy" cbor:"6,keyasint"`
+	// Recovery are the offline recovery public keys backups may be
+	// encrypted to (a backup ceremony names a subset). Ids are unique and
+	// separate from every other role's.
+	Recovery []RecoveryKey `json:"recovery,omitempty" cbor:"7,keyasint,omitempty"`
 }
 
 // GovernanceSets are a validated Governance, indexed.
@@ -36,6 +40,7 @@ type GovernanceSets struct {
 	Approvers keys.Set
 	Clients   keys.Set
 	Groups    approval.Groups
+	Recovery  map[string]RecoveryKey
 }
 
 // Sets validates g and indexes its keys. A key id may appear in one role
@@ -59,7 +64,14 @@ func (g *Governance) Sets() (*GovernanceSets, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("api: manifest: governance names no client key: nobody could request a signature")
 	}
+	recovery, err := validateRecoveryKeys(g.Recovery)
+	if err != nil {
+		return nil, err
+	}
 	seen := map[string]string{}
+	for id := range recovery {
+		seen[id] = "recovery"
+	}
 	for role, set := range map[string]keys.Set{"admin": admins, "approver": approvers, "client": clients} {
 		for id := range set {
 			if other, dup := seen[id]; dup {
@@ -74,5 +86,5 @@ func (g *Governance) Sets() (*GovernanceSets, error) {
 	if len(g.Policy) == 0 {
 		return nil, fmt.Errorf("api: manifest: governance has no genesis policy")
 	}
-	return &GovernanceSets{Admins: policy.Admins{Keys: admins, Quorum: g.AdminQuorum}, Approvers: approvers, Clients: clients, Groups: g.Groups}, nil
+	return &GovernanceSets{Admins: policy.Admins{Keys: admins, Quorum: g.AdminQuorum}, Approvers: approvers, Clients: clients, Groups: g.Groups, Recovery: recovery}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sealsign/sealsign/enclave/api"
+	"github.com/sealsign/sealsign/enclave/backup"
 	"github.com/sealsign/sealsign/governance/approval"
 	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/governance/policy"
@@ -21,6 +22,9 @@ type governance struct {
 	admins, approvers []*keys.PrivateKey
 	client            *keys.PrivateKey
 	reqSeq            int
+	// recovery are the offline recovery keys (recovery-1 x25519,
+	// recovery-2 mlkem768-x25519) the manifest lists.
+	recovery []*backup.RecoveryPrivateKey
 }
 
 func newGovernance(t testing.TB) *governance {
@@ -36,6 +40,13 @@ func newGovernance(t testing.TB) *governance {
 	g.admins = []*keys.PrivateKey{gen("admin-1", "admin-1", keys.Ed25519), gen("admin-2", "admin-2", keys.ECDSAP256), gen("admin-3", "admin-3", keys.Ed25519)}
 	g.approvers = []*keys.PrivateKey{gen("appr-alice", "alice", keys.Ed25519), gen("appr-bob", "bob", keys.ECDSAP256), gen("appr-carol", "carol", keys.Ed25519)}
 	g.client = gen("client-1", "ops", keys.Ed25519)
+	for _, r := range [][2]string{{"recovery-1", api.KEMX25519}, {"recovery-2", api.KEMMLKEM768X25519}} {
+		k, err := backup.GenerateRecoveryKey(r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.recovery = append(g.recovery, k)
+	}
 	return g
 }
 
@@ -61,6 +72,9 @@ func (g *governance) section(t testing.TB, cluster string, policyJSON []byte, si
 		signers = []int{0, 1}
 	}
 	sec.Policy = g.signPolicy(t, policyJSON, cluster, 0, signers...)
+	for _, k := range g.recovery {
+		sec.Recovery = append(sec.Recovery, k.Public())
+	}
 	return sec
 }
 

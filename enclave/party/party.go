@@ -174,6 +174,8 @@ func (e *Enclave) Handlers() map[string]api.Handler {
 		api.MethodReshareAck:    decodeInto(e.reshareAck),
 		api.MethodReshareCommit: decodeInto(e.reshareCommit),
 		api.MethodDerive:        decodeInto(e.deriveMethod),
+		api.MethodBackup:        decodeInto(e.backupShare),
+		api.MethodRecover:       decodeInto(e.recoverShare),
 		api.MethodAuditCheckpoint: func(ctx context.Context, _ []byte) (any, error) {
 			return e.auditCheckpoint(ctx, nil)
 		},

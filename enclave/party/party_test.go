@@ -39,6 +39,11 @@ type cluster struct {
 	nowMu    sync.Mutex
 	gov      *governance
 	opts     clusterOptions
+	// hsm and pin reach the SoftHSM tokens; tok-spare is a fresh, empty
+	// token (SoftHSM lists tokens as they were when the module loaded, so
+	// a replacement must exist from the start).
+	hsm *softhsm.Env
+	pin string
 }
 
 // clusterOptions vary the test cluster; the zero value is newCluster's.
@@ -63,6 +68,8 @@ type memHost struct {
 	// auditLoseAck stores the next audit entry, then answers with an error
 	// (the acknowledgement lost).
 	auditLoseAck bool
+	// storeDown makes blob stores fail (a full or broken disk).
+	storeDown bool
 }
 
 func (h *memHost) Call(ctx context.Context, method string, req, resp any) error {
@@ -70,8 +77,11 @@ func (h *memHost) Call(ctx context.Context, method string, req, resp any) error 
 	case api.MethodStore:
 		r := req.(api.StoreRequest)
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.storeDown {
+			return errors.New("memhost: blob store unwritable")
+		}
 		h.blobs[r.Blob.Name] = r.Blob.Blob
-		h.mu.Unlock()
 	case api.MethodDelete:
 		r := req.(api.DeleteRequest)
 		h.mu.Lock()
@@ -154,11 +164,12 @@ func newClusterWith(t testing.TB, opts clusterOptions) *cluster {
 	pin := filepath.Join(dir, "user.pin")
 	os.WriteFile(pin, []byte("1234\n"), 0o600)
 	// SoftHSM lists tokens as they were when the module loaded: create all first.
-	for _, id := range c.ids {
+	for _, id := range append(c.ids, "spare") {
 		if err := env.InitToken("tok-"+id, "5678", "1234"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	c.hsm, c.pin = env, pin
 	for _, id := range c.ids {
 		tok, err := pkcs11.Open(env.URI("tok-"+id, pin))
 		if err != nil {

@@ -147,6 +147,9 @@ func prepareGovernance(dir, clusterID string, tmpl []byte, now time.Time, progre
 			clusterID, len(p.Rules), adminQuorum, len(g.Admins))
 	}
 	g.Policy = signed
+	if g.Recovery, err = prepareRecoveryKeys(dir, !complete, progress); err != nil {
+		return nil, err
+	}
 
 	sets, err := g.Sets()
 	if err != nil {

@@ -21,6 +21,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/keys", s.listKeys)
 	mux.HandleFunc("GET /v1/keys/{id}", s.getKey)
 	mux.HandleFunc("GET /v1/keys/{id}/derive", s.deriveKey)
+	mux.HandleFunc("POST /v1/keys/{id}/backup", s.backupKey)
+	mux.HandleFunc("POST /v1/keys/{id}/recover", s.recoverKey)
 	mux.HandleFunc("POST /v1/requests", s.submitRequest)
 	mux.HandleFunc("GET /v1/requests", s.listRequests)
 	mux.HandleFunc("GET /v1/requests/{id}", s.getRequest)
