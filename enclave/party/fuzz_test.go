@@ -54,3 +54,45 @@ func FuzzAuditTail(f *testing.F) {
 		_ = e.auditAppend(context.Background(), audit.TypeCheckpoint, nil)
 	})
 }
+
+// FuzzReshareCommit feeds host-supplied acks to a party holding a pending
+// reshared epoch: whatever they are, it commits only on the genuine
+// members' acks of its own pending share, and never panics.
+func FuzzReshareCommit(f *testing.F) {
+	c := newCluster(f)
+	key := c.keygen(api.AlgEdDSAEd25519)
+	abc := []string{"a", "b", "c"}
+	res, errs := c.reshareSession("a", key, abc, 1, 1, c.reshareCeremony(key, 0, abc, 1, abc, 1, nil))
+	if len(errs) > 0 {
+		f.Fatal(errs)
+	}
+	genuine := res["a"].Ack.Statement
+	f.Add(genuine, res["a"].Ack.Signature, "b", res["b"].Ack.Signature)
+	f.Add([]byte{0xa1, 0x01, 0x40}, []byte{}, "a", []byte{1})
+	f.Fuzz(func(t *testing.T, stmt, sigA []byte, second string, sigB []byte) {
+		acks := []api.ReshareAck{
+			{PartyID: "a", Statement: stmt, Signature: sigA},
+			{PartyID: second, Statement: stmt, Signature: sigB},
+			{PartyID: "c", Statement: stmt, Signature: res["c"].Ack.Signature},
+		}
+		r, err := c.encl["b"].reshareCommit(context.Background(), &api.ReshareCommitRequest{KeyID: key.KeyID, Acks: acks})
+		if err == nil && string(stmt) != string(genuine) {
+			t.Fatalf("committed on a statement no member signed: %+v", r)
+		}
+	})
+}
+
+// FuzzShareBlobName: a blob name from the host parses to a key and epoch
+// only if it is exactly share/KEY/EPOCH.
+func FuzzShareBlobName(f *testing.F) {
+	f.Add("share/00ff/3")
+	f.Add("share//1")
+	f.Add("share/k/01")
+	f.Add("share/k/18446744073709551616")
+	f.Fuzz(func(t *testing.T, name string) {
+		k, ep, err := parseShareBlobName(name)
+		if err == nil && shareBlobName(k, ep) != name {
+			t.Fatalf("%q parsed to %q epoch %d", name, k, ep)
+		}
+	})
+}

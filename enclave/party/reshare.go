@@ -209,16 +209,7 @@ func (e *Enclave) checkReshareCeremony(me string, p *session.Proposal) (*ceremon
 	if err != nil || c == nil {
 		return nil, nil, err
 	}
-	var bad []string
-	if c.KeyID != p.KeyID || c.Epoch != p.Epoch {
-		bad = append(bad, fmt.Sprintf("key %s epoch %d, proposal key %s epoch %d", c.KeyID, c.Epoch, p.KeyID, p.Epoch))
-	}
-	if c.Algorithm != p.Algorithm {
-		bad = append(bad, fmt.Sprintf("algorithm %q, proposal %q", c.Algorithm, p.Algorithm))
-	}
-	if !slices.Equal(c.Parties, p.OldParties) || c.Threshold != p.Threshold {
-		bad = append(bad, fmt.Sprintf("committee %s t=%d, proposal %s t=%d", strings.Join(c.Parties, ","), c.Threshold, strings.Join(p.OldParties, ","), p.Threshold))
-	}
+	bad := ceremonyMismatch(c, p.KeyID, p.Algorithm, p.Epoch, p.OldParties, p.Threshold)
 	if kind == ceremony.KindReshare && (!slices.Equal(c.NewParties, p.NewParties) || c.NewThreshold != p.NewThreshold) {
 		bad = append(bad, fmt.Sprintf("new committee %s t=%d, proposal %s t=%d", strings.Join(c.NewParties, ","), c.NewThreshold, strings.Join(p.NewParties, ","), p.NewThreshold))
 	}
@@ -238,21 +229,7 @@ func (e *Enclave) verifyCeremony(me string, raw []byte, kind string) (*ceremony.
 		}
 		return nil, nil, nil
 	}
-	admins := e.gov.sets.Admins
-	if len(raw) == 0 {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: %s refused: no ceremony; it needs a %s ceremony signed by %d of the cluster's admins", me, kind, kind, admins.Quorum)
-	}
-	c, by, err := ceremony.Verify(raw, admins, e.manifest.ClusterID, e.cfg.Clock(), 0)
-	if err != nil {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: %s refused: %v", me, kind, err)
-	}
-	if c.Kind != kind {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: %s refused: ceremony %q is of kind %q, want %q", me, kind, c.ID, c.Kind, kind)
-	}
-	if err := e.ceremonies.Check(c); err != nil {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: %s refused: %v", me, kind, err)
-	}
-	return c, by, nil
+	return e.verifyLifecycleCeremony(me, kind, raw)
 }
 
 // admitReshare spends the ceremony and claims the key for this reshare on

@@ -419,24 +419,11 @@ func (e *Enclave) finishKeygen(ctx context.Context, me string, p *session.Propos
 // and a proposal carrying a ceremony is refused rather than have its
 // restrictions ignored.
 func (e *Enclave) checkCeremony(me string, p *session.Proposal) (*ceremony.Ceremony, []string, error) {
-	if e.gov == nil {
-		if len(p.Ceremony) != 0 {
-			return nil, nil, api.Errorf(api.CodeBadRequest, "party %s: keygen carries a ceremony, but this cluster's manifest has no governance section to verify it against; create the key without one", me)
-		}
-		return nil, nil, nil
-	}
-	admins := e.gov.sets.Admins
-	if len(p.Ceremony) == 0 {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: no ceremony; key creation needs a keygen ceremony signed by %d of the cluster's admins (sealsign key create --admin-key …)", me, admins.Quorum)
-	}
-	c, by, err := ceremony.Verify(p.Ceremony, admins, e.manifest.ClusterID, e.cfg.Clock(), 0)
-	if err != nil {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: %v", me, err)
+	c, by, err := e.verifyCeremony(me, p.Ceremony, ceremony.KindKeygen)
+	if err != nil || c == nil {
+		return nil, nil, err
 	}
 	var bad []string
-	if c.Kind != ceremony.KindKeygen {
-		bad = append(bad, fmt.Sprintf("kind %q, want %q", c.Kind, ceremony.KindKeygen))
-	}
 	if c.Algorithm != p.Algorithm {
 		bad = append(bad, fmt.Sprintf("algorithm %q, proposal %q", c.Algorithm, p.Algorithm))
 	}
@@ -448,9 +435,6 @@ func (e *Enclave) checkCeremony(me string, p *session.Proposal) (*ceremony.Cerem
 	}
 	if len(bad) > 0 {
 		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: ceremony %q does not authorise this proposal: %s", me, c.ID, strings.Join(bad, "; "))
-	}
-	if err := e.ceremonies.Check(c); err != nil {
-		return nil, nil, api.Errorf(api.CodeRejected, "party %s: keygen refused: %v", me, err)
 	}
 	return c, by, nil
 }

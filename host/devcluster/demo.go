@@ -62,6 +62,7 @@ type DemoResult struct {
 	TPMUnsealRefused             bool             `json:"tpm_unseal_refused"`
 	TPMRefusalMessage            string           `json:"tpm_refusal_message,omitempty"`
 	TPMUnsealMessage             string           `json:"tpm_unseal_message,omitempty"`
+	Refresh                      RefreshResult    `json:"refresh"`
 	Governance                   GovernanceResult `json:"governance"`
 	Audit                        AuditResult      `json:"audit"`
 	TimingsMS                    map[string]int64 `json:"timings_ms"`
@@ -262,6 +263,9 @@ func RunDemo(ctx context.Context, o DemoOptions) (res *DemoResult, err error) {
 		}
 		return d.c.reportUnsealed(ctx, out, restored...)
 	}); err != nil {
+		return nil, err
+	}
+	if err := d.refreshStep(); err != nil {
 		return nil, err
 	}
 	if err := d.governanceStory(); err != nil {

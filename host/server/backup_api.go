@@ -24,9 +24,8 @@ type RecoverRequest struct {
 
 // RecoverResponse is the key this party holds again.
 type RecoverResponse struct {
-	KeyJSON
-	Epoch uint64 `json:"epoch"`
-	Party string `json:"party"`
+	KeyJSON        // Epoch: the recovered share's
+	Party   string `json:"party"`
 }
 
 // maxBackupBody bounds a recover request: a backup file (at most 1 MiB)
@@ -73,9 +72,9 @@ func (s *Server) recoverKey(w http.ResponseWriter, r *http.Request) {
 	if res.KeyID != r.PathValue("id") {
 		s.cfg.Log.Warn("recovered a key other than the path names", "path", r.PathValue("id"), "key", res.KeyID)
 	}
-	k := store.Key{ID: res.KeyID, Algorithm: res.Algorithm, PublicKey: res.PublicKey, Threshold: res.Threshold, Parties: res.Parties, Created: time.Now().UTC()}
+	k := store.Key{ID: res.KeyID, Algorithm: res.Algorithm, PublicKey: res.PublicKey, Threshold: res.Threshold, Parties: res.Parties, Created: time.Now().UTC(), Epoch: res.Epoch}
 	if err := s.cfg.Store.PutKey(k); err != nil {
 		s.cfg.Log.Error("store key metadata", "key", k.ID, "err", err)
 	}
-	writeJSON(w, http.StatusOK, RecoverResponse{KeyJSON: keyJSON(k), Epoch: res.Epoch, Party: s.cfg.PartyID})
+	writeJSON(w, http.StatusOK, RecoverResponse{KeyJSON: keyJSON(k), Party: s.cfg.PartyID})
 }

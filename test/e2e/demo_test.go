@@ -62,6 +62,7 @@ func TestDemoJSON(t *testing.T) {
 		TPMUnseal     bool                        `json:"tpm_unseal_refused"`
 		TPMRefusalMsg string                      `json:"tpm_refusal_message"`
 		TPMUnsealMsg  string                      `json:"tpm_unseal_message"`
+		Refresh       devcluster.RefreshResult    `json:"refresh"`
 		Gov           devcluster.GovernanceResult `json:"governance"`
 		Audit         devcluster.AuditResult      `json:"audit"`
 	}
@@ -76,6 +77,17 @@ func TestDemoJSON(t *testing.T) {
 			t.Fatalf("%q: want %d hex bytes", s, n)
 		}
 		return b
+	}
+	// The refresh: same public key, next epoch, every party destroyed
+	// the old one, and the new shares sign.
+	rf := res.Refresh
+	if rf.PublicKey != res.EdDSA.PK || rf.ToEpoch != rf.FromEpoch+1 || !rf.SignatureOK || len(rf.Destroyed) != 3 {
+		t.Fatalf("refresh: %+v", rf)
+	}
+	for p, eps := range rf.Destroyed {
+		if len(eps) != 1 || eps[0] != rf.FromEpoch {
+			t.Fatalf("refresh: party %s destroyed epochs %v, want [%d]", p, eps, rf.FromEpoch)
+		}
 	}
 	pkBytes := unhex(res.ECDSA.PK, 33)
 	pk, err := secp256k1.ParsePubKey(pkBytes)
