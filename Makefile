@@ -47,11 +47,11 @@ test: build
 test-slow: build
 	$(BIN)/sealsign demo --json
 
-## bench: raw tss-lib vs appliance signing latency (p50/p95) and the overhead ratio; policy evaluations/s; governance cost per signature in an enclave; EIF measuring MB/s vs sha384sum; durable audit appends per second (bbolt, PostgreSQL)
+## bench: raw tss-lib vs appliance signing latency (p50/p95) and the overhead ratio; policy evaluations/s; governance cost per signature in an enclave; a full 2-of-3 EdDSA refresh; EIF measuring MB/s vs sha384sum; durable audit appends per second (bbolt, PostgreSQL)
 bench: build
 	SEALSIGN_BIN=$(BIN) SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
 	$(GO) test -run '^$$' -bench . ./governance/policy/
-	SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -run '^$$' -bench Governance ./enclave/party/
+	SEALSIGN_PREPARAMS_FIXTURE=$(FIXTURE) $(GO) test -run '^$$' -bench 'Governance|Refresh' ./enclave/party/
 	$(GO) test -run '^$$' -bench 'Measure|SHA384' ./eif/
 	SEALSIGN_REQUIRE_POSTGRES=1 $(GO) test -run '^$$' -bench AuditAppend -benchtime 2s ./host/store/
 

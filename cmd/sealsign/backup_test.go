@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bnb-chain/tss-lib/v2/tss"
 	"github.com/decred/dcrd/dcrec/edwards/v2"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
@@ -174,8 +173,11 @@ func TestRecoverBreakGlassCLI(t *testing.T) {
 			if alg == api.AlgECDSASecp256k1 {
 				pub = secp256k1.PrivKeyFromBytes(scalar).PubKey().SerializeCompressed()
 			} else {
-				x, y := tss.Edwards().ScalarBaseMult(scalar)
-				pub = (&edwards.PublicKey{Curve: edwards.Edwards(), X: x, Y: y}).Serialize()
+				_, edPub, err := edwards.PrivKeyFromScalar(scalar)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pub = edPub.Serialize()
 			}
 			if hex.EncodeToString(pub) != hex.EncodeToString(f.PublicKey) || k.PublicKey != hex.EncodeToString(f.PublicKey) {
 				t.Fatalf("reconstructed public key %x, want %x", pub, f.PublicKey)

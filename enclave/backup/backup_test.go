@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/tss"
 	"github.com/decred/dcrd/dcrec/edwards/v2"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
@@ -245,8 +244,11 @@ func TestBreakGlass(t *testing.T) {
 			if alg == api.AlgECDSASecp256k1 {
 				pub = secp256k1.PrivKeyFromBytes(r.Scalar).PubKey().SerializeCompressed()
 			} else {
-				x, y := tss.Edwards().ScalarBaseMult(r.Scalar)
-				pub = (&edwards.PublicKey{Curve: edwards.Edwards(), X: x, Y: y}).Serialize()
+				_, edPub, err := edwards.PrivKeyFromScalar(r.Scalar)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pub = edPub.Serialize()
 			}
 			if hex.EncodeToString(pub) != hex.EncodeToString(f.pub) {
 				t.Fatalf("reconstructed key's public key %x, want %x", pub, f.pub)

@@ -110,3 +110,22 @@ func BenchmarkGovernance(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/signature")
 	})
 }
+
+// BenchmarkRefresh measures a full 2-of-3 refresh inside three in-process
+// enclaves (SoftHSM epoch keys): the resharing session, sealing and storing
+// every new share, the acks, and a commit that destroys the old epoch on
+// every party. EdDSA only: an ECDSA refresh also needs fresh Paillier
+// pre-parameters per party (the e2e test times one).
+func BenchmarkRefresh(b *testing.B) {
+	c := newCluster(b)
+	key := c.keygen(api.AlgEdDSAEd25519)
+	abc := []string{"a", "b", "c"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cres := c.mustReshare(key, abc, 1, abc, 1, uint64(i), uint64(i+1))
+		if cres["a"].Outcome != "committed" {
+			b.Fatalf("refresh %d: %+v", i, cres["a"])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/refresh")
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -335,7 +334,7 @@ func TestReshareCrashes(t *testing.T) {
 			}
 			// The uncommitted epoch 4 is still pending: epoch 3 signs, and
 			// a new reshare must go above 4.
-			c.signRaw(t, key, []byte(fmt.Sprint("still epoch 3")), "b", "c")
+			c.signRaw(t, key, []byte("still epoch 3"), "b", "c")
 			_, errs = c.reshareSession("a", key, abc, 1, 4, c.reshareCeremony(key, 3, abc, 1, abc, 1, nil))
 			if errs["a"] == nil || !strings.Contains(errs["a"].Error(), "already holds epoch 4") {
 				t.Fatalf("reshare onto a pending epoch: %v", errs)
