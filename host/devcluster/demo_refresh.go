@@ -49,9 +49,9 @@ func (d *demo) refreshStep() error {
 	}); err != nil {
 		return err
 	}
-	return d.step("sign_eddsa_after_refresh", "threshold EdDSA signature with the refreshed shares (signers: b, c)", func() error {
+	return d.step("sign_eddsa_after_refresh", "threshold EdDSA signature with the refreshed shares (signers: a, b)", func() error {
 		digest := sha256.Sum256([]byte(demoStatement + " (after refresh)"))
-		st, err := wantSigned(d.submit(d.edKey.ID, tx.KindRaw, digest[:], "b", "c"))
+		st, err := wantSigned(d.submit(d.edKey.ID, tx.KindRaw, digest[:], "a", "b"))
 		if err != nil {
 			return err
 		}
