@@ -43,6 +43,12 @@ import (
 // SEALSIGN_PREPARAMS_FIXTURE, as set by make test, names another copy.
 func fixturePreParams(t testing.TB) map[string][]*ecdsakeygen.LocalPreParams {
 	t.Helper()
+	return fixturePreParamsFor(t, []string{"a", "b", "c"})
+}
+
+// fixturePreParamsFor deals the fixture's sets to ids round-robin.
+func fixturePreParamsFor(t testing.TB, ids []string) map[string][]*ecdsakeygen.LocalPreParams {
+	t.Helper()
 	path := os.Getenv("SEALSIGN_PREPARAMS_FIXTURE")
 	if path == "" {
 		path = "../../test/testdata/preparams.json"
@@ -55,7 +61,6 @@ func fixturePreParams(t testing.TB) map[string][]*ecdsakeygen.LocalPreParams {
 	if err := json.Unmarshal(b, &all); err != nil {
 		t.Fatalf("pre-params fixture %s: %v", path, err)
 	}
-	ids := []string{"a", "b", "c"}
 	if len(all) < len(ids) {
 		t.Fatalf("pre-params fixture %s has %d sets, want at least %d", path, len(all), len(ids))
 	}

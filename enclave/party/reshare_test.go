@@ -3,11 +3,15 @@ package party
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
 	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/governance/ceremony"
@@ -341,4 +345,57 @@ func TestReshareCrashes(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestReshareECDSA grows a real GG18 2-of-3 key to 3-of-5 (fresh Paillier
+// keys for every member of the new committee), signs with three of the
+// five, and checks the BIP-32 chain code came along: the xpub at m is the
+// same before and after, on old and new parties alike.
+func TestReshareECDSA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ECDSA keygen + reshare to five takes ~40 s; skipped in -short (race) runs")
+	}
+	all := []string{"a", "b", "c", "d", "e"}
+	c := newClusterWith(t, clusterOptions{ids: all, preParams: fixturePreParamsFor(t, all)})
+	abc := []string{"a", "b", "c"}
+	res, errs := c.session("a", api.ProposeRequest{Kind: api.KindKeygen, Algorithm: api.AlgECDSASecp256k1, Parties: abc,
+		Ceremony: c.ceremony(api.AlgECDSASecp256k1, func(cer *ceremony.Ceremony) { cer.Parties = abc })})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	key := res["a"]
+	xpub := func(id string) string {
+		t.Helper()
+		d, err := c.encl[id].deriveMethod(context.Background(), &api.DeriveRequest{KeyID: key.KeyID})
+		if err != nil {
+			t.Fatalf("derive on %s: %v", id, err)
+		}
+		return d.XPub
+	}
+	before := xpub("a")
+	cres := c.mustReshare(key, abc, 1, all, 2, 0, 1)
+	for _, id := range all {
+		if cres[id].Outcome != "committed" {
+			t.Fatalf("%s: %+v", id, cres[id])
+		}
+		if got := xpub(id); got != before {
+			t.Fatalf("%s: xpub after the reshare %s, before %s (the chain code must survive)", id, got, before)
+		}
+	}
+	digest := sha256.Sum256([]byte("3 of 5, ecdsa"))
+	sres, errs := c.session("b", api.ProposeRequest{Kind: api.KindSign, KeyID: key.KeyID, Parties: []string{"b", "d", "e"}, Request: c.raw(key.KeyID, digest[:])})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	pk, err := secp256k1.ParsePubKey(key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := sres["b"].Signature
+	var r, s secp256k1.ModNScalar
+	r.SetByteSlice(sig[:32])
+	s.SetByteSlice(sig[32:])
+	if !secpecdsa.NewSignature(&r, &s).Verify(digest[:], pk) {
+		t.Fatal("3-of-5 ECDSA signature does not verify under the key made 2-of-3")
+	}
 }
