@@ -183,7 +183,10 @@ func (e *Enclave) appendLocked(ctx context.Context, typ string, body any) error 
 		l.chain = nil
 		return api.Errorf(api.CodeInternal, "party: audit %s entry: %v", typ, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Not the caller's cancellation: an append abandoned in flight may
+	// still be stored, and the host's tail read to settle it could overtake
+	// it. Only the host's answer (or its silence for 30 s) ends it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := e.callHost(cctx, api.MethodAudit, api.AuditAppendRequest{Seq: head.Seq, Entry: entry}, nil); err != nil {
 		l.chain, l.unsure = nil, true
