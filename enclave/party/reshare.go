@@ -37,6 +37,10 @@ import (
 //     and joins a reshare only to an epoch above every epoch it holds, so
 //     two reshares from the same epoch cannot both be committed.
 
+// maxEpochStep bounds how far above the highest epoch it holds a party
+// lets a reshare go (failed attempts each use up an epoch number).
+const maxEpochStep = 64
+
 // reshareProtocol adapts tss-lib resharing to the session runner: the old
 // role reshares a deep copy of the share (tss-lib zeroes its Xi in place,
 // notes/tss-lib.md §3.2), the new role starts from empty save data (and,
@@ -140,8 +144,14 @@ func (e *Enclave) checkReshareShape(me string, p *session.Proposal) error {
 			return api.Errorf(api.CodeBadRequest, "party: reshare names %q, not a party of the cluster", id)
 		}
 	}
-	if h, any := e.highestEpoch(p.KeyID), e.holdsAny(p.KeyID); any && p.NewEpoch <= h {
+	h, any := e.highestEpoch(p.KeyID), e.holdsAny(p.KeyID)
+	if any && p.NewEpoch <= h {
 		return api.Errorf(api.CodeRejected, "party %s: reshare of key %q to epoch %d refused: this party already holds epoch %d (a reshare goes to an epoch above every epoch any party holds)", me, p.KeyID, p.NewEpoch, h)
+	}
+	// The host picks the new epoch (above every attempt it knows of); a
+	// jump far ahead could only serve to run the key out of epochs.
+	if p.NewEpoch > max(h, p.Epoch)+maxEpochStep {
+		return api.Errorf(api.CodeRejected, "party %s: reshare of key %q to epoch %d refused: more than %d above the highest epoch held (%d)", me, p.KeyID, p.NewEpoch, maxEpochStep, max(h, p.Epoch))
 	}
 	if slices.Contains(p.OldParties, me) {
 		k, err := e.share(p.KeyID)
@@ -486,6 +496,17 @@ func (e *Enclave) reshareCommit(ctx context.Context, req *api.ReshareCommitReque
 		delete(e.resharing, st.KeyID)
 		e.mu.Unlock()
 	}()
+	held := higher
+	if active != nil {
+		held = max(held, active.rec.Epoch)
+	}
+	if st.NewEpoch < held {
+		// A commit of an earlier epoch than one held here — a reshare a
+		// later one superseded, or a replay of one already applied — must
+		// not touch anything: destroying for it could take the only copy
+		// of this party's share of the later epoch.
+		return nil, api.Errorf(api.CodeRejected, "party %s: commit of key %q epoch %d refused: this party holds the later epoch %d", me, st.KeyID, st.NewEpoch, held)
+	}
 	resp := &api.ReshareCommitResponse{PartyID: me, Epoch: st.NewEpoch, Threshold: st.NewThreshold, Parties: st.NewParties, PublicKey: st.PublicKey}
 	for _, k := range []*loadedKey{active, pend} {
 		if k != nil {
@@ -499,6 +520,9 @@ func (e *Enclave) reshareCommit(ctx context.Context, req *api.ReshareCommitReque
 	if slices.Contains(st.NewParties, me) {
 		switch {
 		case active != nil && active.rec.Epoch == st.NewEpoch:
+			if !bytes.Equal(active.rec.ReshareID, st.ProposalID) || !bytes.Equal(active.sharesHash(), st.SharesHash) {
+				return nil, api.Errorf(api.CodeRejected, "party %s: commit of key %q epoch %d refused: the acks describe another reshare than the one this party committed", me, st.KeyID, st.NewEpoch)
+			}
 			resp.Outcome = "already-committed"
 		case pend == nil:
 			return nil, api.Errorf(api.CodeRejected, "party %s: commit of key %q epoch %d refused: this party holds no pending share of that epoch", me, st.KeyID, st.NewEpoch)
@@ -546,15 +570,17 @@ func (e *Enclave) reshareCommit(ctx context.Context, req *api.ReshareCommitReque
 	if err := e.auditAppend(ctx, audit.TypeCeremony, entry); err != nil {
 		return nil, err
 	}
-	keep := st.NewEpoch
-	if resp.Outcome == "removed" {
-		keep = ^uint64(0)
-	}
+	// Everything below the committed epoch goes; a removed party's share
+	// of the committed epoch number, if any, is another attempt's and goes
+	// too. Nothing above it is ever touched (checked above: there is none).
+	removed := resp.Outcome == "removed"
 	var was []uint64
 	if active != nil {
 		was = append(was, active.rec.Epoch)
 	}
-	resp.Destroyed, err = e.destroyEpochsExcept(ctx, me, st.KeyID, keep, was...)
+	resp.Destroyed, err = e.destroyEpochs(ctx, me, st.KeyID, func(ep uint64) bool {
+		return ep < st.NewEpoch || (removed && ep == st.NewEpoch)
+	}, was...)
 	if err != nil {
 		return resp, err
 	}
@@ -628,10 +654,10 @@ func (e *Enclave) verifyAcks(me string, keys *channel.Keys, req *api.ReshareComm
 	return st, nil
 }
 
-// destroyEpochsExcept destroys every epoch of keyID this party holds or
-// has a blob of, except keep: the hardware key first (that is what makes
-// every copy of the blob useless), then the host's blob.
-func (e *Enclave) destroyEpochsExcept(ctx context.Context, me, keyID string, keep uint64, also ...uint64) ([]uint64, error) {
+// destroyEpochs destroys the epochs of keyID this party holds or has a
+// blob of (and also) for which doomed says so: the hardware key first (that
+// is what makes every copy of the blob useless), then the host's blob.
+func (e *Enclave) destroyEpochs(ctx context.Context, me, keyID string, doomed func(uint64) bool, also ...uint64) ([]uint64, error) {
 	e.mu.Lock()
 	eps := map[uint64]bool{}
 	for _, ep := range also {
@@ -647,10 +673,11 @@ func (e *Enclave) destroyEpochsExcept(ctx context.Context, me, keyID string, kee
 		eps[k.rec.Epoch] = true
 	}
 	e.mu.Unlock()
-	delete(eps, keep)
 	var out []uint64
 	for ep := range eps {
-		out = append(out, ep)
+		if doomed(ep) {
+			out = append(out, ep)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	for _, ep := range out {

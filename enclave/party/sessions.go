@@ -244,14 +244,6 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 		e.mu.Unlock()
 	}()
 
-	if (p.Kind == api.KindKeygen || (p.Kind == api.KindReshare && slices.Contains(p.NewParties, me))) && p.Algorithm == api.AlgECDSASecp256k1 {
-		// Paillier pre-parameters come from the background pool; they are
-		// never generated on the request path.
-		pre, err = e.pool.take(ctx)
-		if err != nil {
-			return nil, err
-		}
-	}
 	var authorisedBy []string
 	var cer *ceremony.Ceremony
 	if p.Kind == api.KindKeygen {
@@ -267,6 +259,16 @@ func (e *Enclave) run(ctx context.Context, req *api.RunRequest) (*api.SessionRes
 			return nil, err
 		}
 		defer release()
+	}
+	if (p.Kind == api.KindKeygen || (p.Kind == api.KindReshare && slices.Contains(p.NewParties, me))) && p.Algorithm == api.AlgECDSASecp256k1 {
+		// Paillier pre-parameters come from the background pool; they are
+		// never generated on the request path. Taken only once the
+		// ceremony is admitted: proposals a host makes up from one
+		// ceremony cannot drain the pool.
+		pre, err = e.pool.take(ctx)
+		if err != nil {
+			return nil, err
+		}
 	}
 	var ev *evaluation
 	if p.Kind == api.KindSign {
