@@ -245,8 +245,12 @@ func (e *Enclave) recoverShare(ctx context.Context, req *api.RecoverRequest) (*a
 		return nil, api.Errorf(api.CodeRejected, "party %s: recovery refused: %v", me, err)
 	}
 	defer s.Clear()
+	// The backed-up share was this party's share in force (backupShare
+	// exports only the committed epoch), so it is restored committed:
+	// placeShares puts only committed records in force after a restart,
+	// and a recovered record has no reshare a commit could settle.
 	rec := &shareRecord{Version: 1, KeyID: s.KeyID, Algorithm: s.Algorithm, Threshold: s.Threshold, Parties: s.Parties,
-		PublicKey: s.PublicKey, SaveData: bytes.Clone(s.SaveData), Epoch: s.Epoch, ChainCode: s.ChainCode}
+		PublicKey: s.PublicKey, SaveData: bytes.Clone(s.SaveData), Epoch: s.Epoch, ChainCode: s.ChainCode, Committed: true}
 	// rec.SaveData stays: the loaded key keeps it (a later backup exports it).
 	k, err := rec.load()
 	if err != nil {

@@ -352,3 +352,33 @@ func TestBackupBreakGlassECDSA(t *testing.T) {
 		t.Fatal("one backup reconstructed a key")
 	}
 }
+
+// TestRecoveredReshareEpochSurvivesRestart: a share recovered at epoch > 0
+// (any key ever refreshed) is the share that was in force when it was
+// backed up, so it is restored committed: after a restart it is still in
+// force, not an uncommitted "pending" epoch no commit could ever settle
+// (from review 24a9138).
+func TestRecoveredReshareEpochSurvivesRestart(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	key := c.keygen(api.AlgEdDSAEd25519)
+	abc := []string{"a", "b", "c"}
+	c.mustReshare(key, abc, 1, abc, 1, 0, 1)
+	cer := c.lifecycle(ceremony.KindBackup, key, func(x *ceremony.Ceremony) { x.Epoch = 1 })
+	res, err := c.encl["c"].backupShare(ctx, &api.BackupRequest{Ceremony: cer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.replace("c")
+	share := c.openFor(res.Backup, 0, c.encl["c"].keys.Public())
+	if _, err := c.encl["c"].recoverShare(ctx, &api.RecoverRequest{Ceremony: c.lifecycle(ceremony.KindRecover, key, func(x *ceremony.Ceremony) { x.Epoch = 1 }),
+		Backup: res.Backup, Share: share}); err != nil {
+		t.Fatal(err)
+	}
+	c.signRaw(t, key, []byte("recovered, before restart"), "a", "c")
+	c.restart("c")
+	if _, err := c.encl["c"].share(key.KeyID); err != nil {
+		t.Fatalf("recovered epoch-1 share lost after restart: %v", err)
+	}
+	c.signRaw(t, key, []byte("recovered, after restart"), "a", "c")
+}
