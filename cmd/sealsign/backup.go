@@ -92,7 +92,8 @@ const backupUsage = `Usage: sealsign backup create|verify [flags]
   create --key KEYID --out-dir DIR [--host URL]... [--recipient ID]...
          [--admin-key FILE]... [--epoch N]
       sign a backup ceremony (admin quorum) and have each party's enclave
-      export its share of KEYID, encrypted to the recovery keys; writes
+      export its share of KEYID, encrypted so that opening it needs the
+      recovery keys of all the recipients together; writes
       DIR/<party>.backup. Without --host: every party of the dev appliance.
       Without --recipient: every recovery key of the manifest.
   verify FILE [--manifest M] [--json]
@@ -100,7 +101,8 @@ const backupUsage = `Usage: sealsign backup create|verify [flags]
       attestation under the manifest's policy for that party, its
       signature, the header's consistency (the public share points
       interpolate to the public key; the party's point is its entry) and
-      that there is a ciphertext for every recipient named.
+      that there is a sealed data key part for every recipient named
+      (opening the backup needs all of their recovery keys).
 
 Flags:
   --host URL        a party's host API (create; repeat once per party)
@@ -320,14 +322,20 @@ func backupVerify(t *target, path string, asJSON bool, stdout, stderr io.Writer)
 }
 
 const recoverUsage = `Usage:
-  sealsign recover --backup FILE --recovery-key KEY [--host URL] [--manifest M]
-                   [--admin-key FILE]...
+  sealsign recover --backup FILE --recovery-key KEY1 --recovery-key KEY2 …
+                   [--host URL] [--manifest M] [--admin-key FILE]...
   sealsign recover --break-glass --i-understand-this-reconstructs-the-private-key
-                   --backup F1 --backup F2 … --recovery-key KEY… --out FILE [--manifest M]
+                   --backup F1 --backup F2 … --recovery-key KEY1 --recovery-key KEY2 …
+                   --out FILE [--manifest M]
+
+A backup opens only with the recovery keys of all its recipients together
+(each holds one XOR part of the backup's data key): pass --recovery-key once
+per recipient the backup names (sealsign backup verify lists them).
 
 The first form restores a lost party into its new enclave (started with a
 new, empty HSM token): it verifies the backup, decrypts the share here with
-the recovery key, checks it against the backup's header, fetches and
+the recovery keys, checks it against the backup's header (including the
+SHA-256 of the whole share record), fetches and
 verifies the target enclave's attestation under the manifest's policy for
 that party, encrypts the share to the attested enclave key (bound to the
 backup and that enclave) and posts it with a recover ceremony signed by
@@ -342,8 +350,8 @@ exists whole on this machine, which threshold signing exists to prevent.
 
 Flags:
   --backup FILE         a backup file (break-glass: repeat)
-  --recovery-key FILE   a recovery private key (repeat: each backup is
-                        opened with the first key it is encrypted to)
+  --recovery-key FILE   a recovery private key (repeat, once per recipient:
+                        each backup needs the keys of all its recipients)
   --host URL            the lost party's host API (recover)
   --manifest FILE       the cluster manifest (default: the dev appliance's)
   --admin-key FILE      an admin's key file (recover; once per admin)
@@ -408,8 +416,9 @@ func recoverMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// openBackup verifies a backup file under m and opens it with the first
-// recovery key it is encrypted to.
+// openBackup verifies a backup file under m and opens it with the
+// recovery keys of all its recipients, which rks must include (keys of
+// other recipients are not used).
 func openBackup(m *api.Manifest, path string, rks []*backup.RecoveryPrivateKey) (*backup.Verified, *backup.Share, error) {
 	b, err := readBackupFile(path)
 	if err != nil {
@@ -419,20 +428,29 @@ func openBackup(m *api.Manifest, path string, rks []*backup.RecoveryPrivateKey) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	for _, k := range rks {
-		if slices.Contains(v.Header.Recipients, k.ID) {
-			s, err := v.Open(k)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", path, err)
-			}
-			return v, s, nil
+	var use []*backup.RecoveryPrivateKey
+	var missing []string
+	for _, r := range v.Header.Recipients {
+		i := slices.IndexFunc(rks, func(k *backup.RecoveryPrivateKey) bool { return k.ID == r })
+		if i < 0 {
+			missing = append(missing, r)
+			continue
 		}
+		use = append(use, rks[i])
 	}
-	ids := make([]string, len(rks))
-	for i, k := range rks {
-		ids[i] = k.ID
+	if len(missing) > 0 {
+		ids := make([]string, len(rks))
+		for i, k := range rks {
+			ids[i] = k.ID
+		}
+		return nil, nil, fmt.Errorf("%s needs the recovery key of every one of its recipients (%s); missing %s (given %s): pass --recovery-key once per recipient",
+			path, strings.Join(v.Header.Recipients, ", "), strings.Join(missing, ", "), strings.Join(ids, ", "))
 	}
-	return nil, nil, fmt.Errorf("%s is encrypted to %s, not to the recovery keys given (%s)", path, strings.Join(v.Header.Recipients, ", "), strings.Join(ids, ", "))
+	s, err := v.Open(use...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, s, nil
 }
 
 func loadRecoveryKeys(paths []string) ([]*backup.RecoveryPrivateKey, error) {

@@ -139,7 +139,21 @@ func TestRecoverBreakGlassCLI(t *testing.T) {
 			dir := t.TempDir()
 			manifest, rks, files := writeFixture(t, f, dir, "a", "c")
 			out := filepath.Join(dir, "key.json")
-			base := []string{"recover", "--backup", files["a"], "--backup", files["c"], "--recovery-key", rks[1], "--manifest", manifest}
+			base := []string{"recover", "--backup", files["a"], "--backup", files["c"], "--recovery-key", rks[1], "--recovery-key", rks[0], "--manifest", manifest}
+
+			// One recovery key of the two opens nothing, so its holder alone
+			// cannot break the glass with every backup in hand.
+			for i, rk := range rks {
+				code, _, stderr := runCLI("recover", "--break-glass", "--i-understand-this-reconstructs-the-private-key", "--backup", files["a"], "--backup", files["c"],
+					"--recovery-key", rk, "--manifest", manifest, "--out", filepath.Join(dir, "one.json"))
+				missing := []string{"recovery-2", "recovery-1"}[i]
+				if code != 1 || !strings.Contains(stderr, "needs the recovery key of every one of its recipients (recovery-1, recovery-2); missing "+missing) || !strings.Contains(stderr, "--recovery-key once per recipient") {
+					t.Fatalf("break-glass with only %s: exit %d %s", rk, code, stderr)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "one.json")); err == nil {
+					t.Fatal("a key file was written with one recovery key")
+				}
+			}
 
 			code, _, stderr := runCLI(append(base, "--break-glass", "--out", out)...)
 			if code != 2 || !strings.Contains(stderr, "--i-understand-this-reconstructs-the-private-key") || !strings.Contains(stderr, "whole private key") {
@@ -184,7 +198,7 @@ func TestRecoverBreakGlassCLI(t *testing.T) {
 			}
 
 			code, _, stderr = runCLI("recover", "--break-glass", "--i-understand-this-reconstructs-the-private-key", "--backup", files["a"],
-				"--recovery-key", rks[0], "--manifest", manifest, "--out", filepath.Join(dir, "k2.json"))
+				"--recovery-key", rks[0], "--recovery-key", rks[1], "--manifest", manifest, "--out", filepath.Join(dir, "k2.json"))
 			if code != 1 || !strings.Contains(stderr, "needs t+1 = 2") {
 				t.Fatalf("one backup: exit %d %s", code, stderr)
 			}
@@ -194,7 +208,7 @@ func TestRecoverBreakGlassCLI(t *testing.T) {
 			backup.WriteFileAtomic(wp, wb, 0o600, true)
 			code, _, stderr = runCLI("recover", "--break-glass", "--i-understand-this-reconstructs-the-private-key", "--backup", files["a"], "--backup", files["c"],
 				"--recovery-key", wp, "--manifest", manifest, "--out", filepath.Join(dir, "k3.json"))
-			if code != 1 || !strings.Contains(stderr, "not to the recovery keys given (recovery-3)") {
+			if code != 1 || !strings.Contains(stderr, "missing recovery-1, recovery-2 (given recovery-3)") {
 				t.Fatalf("wrong recovery key: exit %d %s", code, stderr)
 			}
 		})

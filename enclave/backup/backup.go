@@ -2,13 +2,19 @@ package backup
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hpke"
+	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/sealsign/sealsign/attestation/peer"
 	"github.com/sealsign/sealsign/enclave/api"
@@ -30,11 +36,31 @@ type Signer interface {
 	Attest(nonce []byte) ([]byte, error)
 }
 
+// aeadOverhead is the tag the share's encryption adds.
+const aeadOverhead = chacha20poly1305.Overhead
+
+// shareAEAD is the share record's cipher under data key dk, and its
+// associated data for the header hash hh. dk encrypts one share only, so
+// the nonce is zero.
+func shareAEAD(dk, hh []byte) (cipher.AEAD, []byte, []byte, error) {
+	a, err := chacha20poly1305.New(dk)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("backup: data key: %v", err)
+	}
+	return a, make([]byte, a.NonceSize()), labelled(DomainShareAEAD, hh), nil
+}
+
 // Make builds and signs a backup of share for h.Recipients, whose keys are
-// recipients (the manifest's). share is not kept; the caller clears it.
+// recipients (the manifest's); h.ShareHash must be ShareHash(share). The
+// share is encrypted under a fresh data key whose n-of-n XOR parts are
+// sealed one to each recipient (see the package doc). share is not kept;
+// the caller clears it.
 func Make(h *Header, share []byte, recipients map[string]api.RecoveryKey, s Signer) ([]byte, error) {
 	if len(share) > MaxShare {
 		return nil, fmt.Errorf("backup: share record is %d bytes, limit %d", len(share), MaxShare)
+	}
+	if !bytes.Equal(h.ShareHash, ShareHash(share)) {
+		return nil, fmt.Errorf("backup: the header's share hash is not SHA-256 of the share record being backed up")
 	}
 	if err := h.Check(); err != nil {
 		return nil, err
@@ -44,8 +70,27 @@ func Make(h *Header, share []byte, recipients map[string]api.RecoveryKey, s Sign
 		return nil, err
 	}
 	hh := HeaderHash(hdr)
-	f := &File{Format: FormatV1, Header: hdr}
-	for _, id := range h.Recipients {
+	f := &File{Format: FormatV2, Header: hdr}
+	dk := make([]byte, DataKeySize)
+	defer clear(dk)
+	rand.Read(dk)
+	a, nonce, ad, err := shareAEAD(dk, hh)
+	if err != nil {
+		return nil, err
+	}
+	f.Sealed = a.Seal(nil, nonce, share, ad)
+	// last ends as dk ⊕ every earlier part: the last recipient's part.
+	last := bytes.Clone(dk)
+	defer clear(last)
+	part := make([]byte, DataKeySize)
+	defer clear(part)
+	for i, id := range h.Recipients {
+		if i < len(h.Recipients)-1 {
+			rand.Read(part)
+			subtle.XORBytes(last, last, part)
+		} else {
+			copy(part, last)
+		}
 		rk, ok := recipients[id]
 		if !ok {
 			return nil, fmt.Errorf("%w: recovery key %q is not in the manifest", ErrRecipients, id)
@@ -58,13 +103,13 @@ func Make(h *Header, share []byte, recipients map[string]api.RecoveryKey, s Sign
 		if err != nil {
 			return nil, fmt.Errorf("backup: recovery key %q: %v", id, err)
 		}
-		ct, err := hpke.Seal(pk, kdf, aead, recipientInfo(hh, rk), share)
+		ct, err := hpke.Seal(pk, kdf, aead, recipientInfo(hh, rk), part)
 		if err != nil {
 			return nil, fmt.Errorf("backup: seal to %q: %v", id, err)
 		}
 		f.Ciphertexts = append(f.Ciphertexts, Ciphertext{Recipient: id, KEM: rk.KEM, Ciphertext: ct})
 	}
-	msg, err := signedMessage(hdr, f.Ciphertexts)
+	msg, err := signedMessage(hdr, f.Ciphertexts, f.Sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +120,7 @@ func Make(h *Header, share []byte, recipients map[string]api.RecoveryKey, s Sign
 	return f.Encode()
 }
 
-// recipientInfo binds a ciphertext to its header and recovery key.
+// recipientInfo binds a sealed part to its header and recovery key.
 func recipientInfo(headerHash []byte, rk api.RecoveryKey) []byte {
 	b := labelled(domainRecipient, headerHash)
 	b = append(b, rk.KEM...)
@@ -85,8 +130,8 @@ func recipientInfo(headerHash []byte, rk api.RecoveryKey) []byte {
 	return append(b, rk.PublicKey...)
 }
 
-func signedMessage(header []byte, cts []Ciphertext) ([]byte, error) {
-	b, err := canon.Marshal(signedPart{Header: header, Ciphertexts: cts})
+func signedMessage(header []byte, cts []Ciphertext, sealed []byte) ([]byte, error) {
+	b, err := canon.Marshal(signedPart{Header: header, Ciphertexts: cts, Sealed: sealed})
 	if err != nil {
 		return nil, fmt.Errorf("backup: encode signed part: %w", err)
 	}
@@ -109,10 +154,10 @@ type Verified struct {
 // attestation verifies under m's policy for the header's party, as of the
 // header's creation time, with nonce = the header hash and user_data = the
 // manifest hash, and names that party; the attested identity's signing key
-// signed header and ciphertexts; the header is consistent (Header.Check);
-// and there is a ciphertext, of the recovery key's KEM, for every
-// recipient, each one of m's recovery keys. Errors match one of the
-// package's Err values.
+// signed header, sealed parts and sealed share; the header is consistent
+// (Header.Check); and there is a sealed data key part, of the recovery
+// key's KEM, for every recipient, each one of m's recovery keys. Errors
+// match one of the package's Err values.
 func Verify(b []byte, m *api.Manifest) (*Verified, error) {
 	f, h, err := Parse(b)
 	if err != nil {
@@ -148,7 +193,7 @@ func Verify(b []byte, m *api.Manifest) (*Verified, error) {
 	if len(id.SigningKey) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: attested signing key is %d bytes", ErrAttestation, len(id.SigningKey))
 	}
-	msg, err := signedMessage(f.Header, f.Ciphertexts)
+	msg, err := signedMessage(f.Header, f.Ciphertexts, f.Sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -181,28 +226,66 @@ func Verify(b []byte, m *api.Manifest) (*Verified, error) {
 	return &Verified{File: f, Header: h, HeaderHash: hh, Identity: id, Attested: v}, nil
 }
 
-// Open decrypts the share for recovery key k and checks it against the
-// header (Share.Check). The caller clears the returned share's SaveData
-// (Share.Clear) when done.
-func (v *Verified) Open(k *RecoveryPrivateKey) (*Share, error) {
-	i := slices.IndexFunc(v.File.Ciphertexts, func(c Ciphertext) bool { return c.Recipient == k.ID })
-	if i < 0 {
-		return nil, fmt.Errorf("%w: backup is not encrypted to recovery key %q (recipients %v)", ErrRecipients, k.ID, v.Header.Recipients)
+// Open decrypts the share with the recovery keys of every recipient the
+// header names (in any order; each once, none other) and checks it against
+// the header (ParseShare). Each key opens its part of the data key; the
+// parts XOR to the data key, which opens the share. Missing recipients are
+// named before anything is decrypted. The caller clears the returned
+// share's SaveData (Share.Clear) when done.
+func (v *Verified) Open(ks ...*RecoveryPrivateKey) (*Share, error) {
+	byID := map[string]*RecoveryPrivateKey{}
+	for _, k := range ks {
+		if !slices.Contains(v.Header.Recipients, k.ID) {
+			return nil, fmt.Errorf("%w: recovery key %q is not a recipient of this backup (recipients %s)", ErrRecipients, k.ID, strings.Join(v.Header.Recipients, ", "))
+		}
+		if _, dup := byID[k.ID]; dup {
+			return nil, fmt.Errorf("%w: recovery key %q given twice", ErrRecipients, k.ID)
+		}
+		byID[k.ID] = k
 	}
-	ct := v.File.Ciphertexts[i]
-	if ct.KEM != k.KEM {
-		return nil, fmt.Errorf("%w: ciphertext for %q is %s, the key is %s", ErrRecipients, k.ID, ct.KEM, k.KEM)
+	var missing []string
+	for _, r := range v.Header.Recipients {
+		if byID[r] == nil {
+			missing = append(missing, fmt.Sprintf("%q", r))
+		}
 	}
-	rk := api.RecoveryKey{ID: k.ID, KEM: k.KEM, PublicKey: k.key.PublicKey().Bytes()}
-	pt, err := hpke.Open(k.key, kdf, aead, recipientInfo(v.HeaderHash, rk), ct.Ciphertext)
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: opening needs the recovery key of every recipient (%s); missing %s", ErrRecipients, strings.Join(v.Header.Recipients, ", "), strings.Join(missing, ", "))
+	}
+	dk := make([]byte, DataKeySize)
+	defer clear(dk)
+	for _, ct := range v.File.Ciphertexts {
+		k := byID[ct.Recipient]
+		if ct.KEM != k.KEM {
+			return nil, fmt.Errorf("%w: ciphertext for %q is %s, the key is %s", ErrRecipients, k.ID, ct.KEM, k.KEM)
+		}
+		rk := api.RecoveryKey{ID: k.ID, KEM: k.KEM, PublicKey: k.key.PublicKey().Bytes()}
+		part, err := hpke.Open(k.key, kdf, aead, recipientInfo(v.HeaderHash, rk), ct.Ciphertext)
+		if err != nil {
+			return nil, fmt.Errorf("%w: part for recovery key %q (the wrong key, or a part or header altered or from another backup)", ErrDecrypt, k.ID)
+		}
+		if len(part) != DataKeySize {
+			clear(part)
+			return nil, fmt.Errorf("%w: part for recovery key %q is %d bytes, want %d", ErrDecrypt, k.ID, len(part), DataKeySize)
+		}
+		subtle.XORBytes(dk, dk, part)
+		clear(part)
+	}
+	a, nonce, ad, err := shareAEAD(dk, v.HeaderHash)
 	if err != nil {
-		return nil, fmt.Errorf("%w: with recovery key %q (the wrong key, or a ciphertext or header altered)", ErrDecrypt, k.ID)
+		return nil, err
+	}
+	pt, err := a.Open(nil, nonce, v.File.Sealed, ad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the recipients' parts do not open the sealed share (a part or the share altered)", ErrDecrypt)
 	}
 	defer clear(pt)
 	return ParseShare(pt, v.Header)
 }
 
-// ParseShare decodes a share and checks it against h: the same key,
+// ParseShare decodes a share and checks it against h: its bytes are the
+// ones the header's ShareHash commits to (so every field of the save data
+// is the backed-up one, not only those the header describes); the same key,
 // algorithm, epoch, party, committee and public key; its share id is the
 // header's; its x_i·G is the header's point; and its tss-lib public shares
 // (Ks, BigXj) are the header's. Errors name the field, never its secret.
@@ -214,6 +297,9 @@ func ParseShare(pt []byte, h *Header) (s *Share, err error) {
 	}()
 	if len(pt) > MaxShare {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrShare, len(pt), MaxShare)
+	}
+	if !bytes.Equal(ShareHash(pt), h.ShareHash) {
+		return nil, fmt.Errorf("%w: the share record's SHA-256 is not the header's share hash %x: not the record the enclave backed up (a field altered)", ErrShare, h.ShareHash)
 	}
 	s = new(Share)
 	if err := canon.Unmarshal(pt, s); err != nil {
@@ -264,7 +350,7 @@ func (s *Share) secrets() (*saveSecrets, error) {
 
 func (s *Share) check(h *Header) error {
 	var bad []string
-	if s.Format != FormatV1 {
+	if s.Format != FormatV2 {
 		bad = append(bad, fmt.Sprintf("format %d", s.Format))
 	}
 	if s.KeyID != h.KeyID || s.Algorithm != h.Algorithm || s.Epoch != h.Epoch || s.Party != h.Party {

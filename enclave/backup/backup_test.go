@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,9 +143,10 @@ func (f *fixture) header(party string, recipients ...string) *Header {
 		recipients = []string{"recovery-1", "recovery-2"}
 	}
 	i := partyIndex[party]
-	h := &Header{Format: FormatV1, ClusterID: "test", ManifestHash: f.mh, KeyID: strings.Repeat("ab", 16), Algorithm: f.alg,
+	h := &Header{Format: FormatV2, ClusterID: "test", ManifestHash: f.mh, KeyID: strings.Repeat("ab", 16), Algorithm: f.alg,
 		Epoch: 0, Party: party, Threshold: 1, Parties: []string{"a", "b", "c"}, PublicKey: f.pub,
-		ShareID: f.ids[i].Bytes(), Point: f.points[i], Recipients: recipients, CreatedMS: f.now.UnixMilli(), CeremonyID: "backup-test-0001"}
+		ShareID: f.ids[i].Bytes(), Point: f.points[i], Recipients: recipients, CreatedMS: f.now.UnixMilli(), CeremonyID: "backup-test-0001",
+		ShareHash: ShareHash(f.share(party))}
 	for j := range f.ids {
 		h.Shares = append(h.Shares, PublicShare{ShareID: f.ids[j].Bytes(), Point: f.points[j]})
 	}
@@ -169,7 +171,7 @@ func (f *fixture) share(party string) []byte {
 		sd.BigXj = append(sd.BigXj, point{Curve: "x", Coords: [2]*big.Int{p.X(), p.Y()}})
 	}
 	js, _ := json.Marshal(sd)
-	s := Share{Format: FormatV1, KeyID: strings.Repeat("ab", 16), Algorithm: f.alg, Party: party, Threshold: 1,
+	s := Share{Format: FormatV2, KeyID: strings.Repeat("ab", 16), Algorithm: f.alg, Party: party, Threshold: 1,
 		Parties: []string{"a", "b", "c"}, PublicKey: f.pub, SaveData: js}
 	b, err := s.Encode()
 	if err != nil {
@@ -201,13 +203,28 @@ func TestMakeVerifyOpen(t *testing.T) {
 			if v.Header.Party != "b" || v.Identity.PartyID != "b" {
 				t.Fatalf("verified as party %q identity %q", v.Header.Party, v.Identity.PartyID)
 			}
-			for _, rk := range f.rk {
-				s, err := v.Open(rk)
+			// Every recipient's key is needed, in any order.
+			for _, ks := range [][]*RecoveryPrivateKey{{f.rk[0], f.rk[1]}, {f.rk[1], f.rk[0]}} {
+				s, err := v.Open(ks...)
 				if err != nil {
-					t.Fatalf("open with %s: %v", rk.ID, err)
+					t.Fatalf("open with both keys: %v", err)
 				}
 				if s.Party != "b" || s.KeyID != v.Header.KeyID {
 					t.Fatalf("opened share of %q key %q", s.Party, s.KeyID)
+				}
+			}
+			for _, tc := range []struct {
+				name string
+				keys []*RecoveryPrivateKey
+				msg  string
+			}{
+				{"recovery-1 alone", f.rk[:1], `opening needs the recovery key of every recipient (recovery-1, recovery-2); missing "recovery-2"`},
+				{"recovery-2 alone", f.rk[1:], `missing "recovery-1"`},
+				{"no key", nil, `missing "recovery-1", "recovery-2"`},
+				{"a key twice", []*RecoveryPrivateKey{f.rk[0], f.rk[0]}, `recovery key "recovery-1" given twice`},
+			} {
+				if _, err := v.Open(tc.keys...); !errors.Is(err, ErrRecipients) || !strings.Contains(err.Error(), tc.msg) {
+					t.Fatalf("%s: got %v, want %v containing %q", tc.name, err, ErrRecipients, tc.msg)
 				}
 			}
 		})
@@ -225,7 +242,12 @@ func TestBreakGlass(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s, err := v.Open(f.rk[1])
+				// Break-glass needs every recipient too: one key opens
+				// no backup, however many backups it is given.
+				if _, err := v.Open(f.rk[1]); !errors.Is(err, ErrRecipients) {
+					t.Fatalf("opened with one of two recovery keys: %v", err)
+				}
+				s, err := v.Open(f.rk...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -272,7 +294,7 @@ func (f *fixture) resign(party string, file *File) []byte {
 	if file.Attestation, err = s.Attest(HeaderHash(file.Header)); err != nil {
 		f.t.Fatal(err)
 	}
-	msg, _ := signedMessage(file.Header, file.Ciphertexts)
+	msg, _ := signedMessage(file.Header, file.Ciphertexts, file.Sealed)
 	file.Signature = s.Sign(DomainSignature, msg)
 	b, err := file.Encode()
 	if err != nil {
@@ -321,6 +343,32 @@ func TestVerifyTampered(t *testing.T) {
 			b, _ := file.Encode()
 			return b
 		}, ErrSignature, "these ciphertexts"},
+		{"sealed share", func() []byte {
+			file, _ := decodeFile(t, good)
+			file.Sealed[7] ^= 1
+			b, _ := file.Encode()
+			return b
+		}, ErrSignature, "not made by party"},
+		{"format 1", func() []byte {
+			file, _ := decodeFile(t, good)
+			file.Format = FormatV1
+			b, _ := canon.Marshal(file)
+			return b
+		}, ErrMalformed, "file format 1 is retired (any one recovery key opened it)"},
+		{"header format 1", func() []byte {
+			file, h := decodeFile(t, good)
+			h.Format = FormatV1
+			file.Header = encodeHeader(t, h)
+			b, _ := file.Encode()
+			return b
+		}, ErrMalformed, "header format 1 is retired"},
+		{"no share hash", func() []byte {
+			file, h := decodeFile(t, good)
+			h.ShareHash = nil
+			file.Header = encodeHeader(t, h)
+			b, _ := file.Encode()
+			return b
+		}, ErrMalformed, "share hash is 0 bytes, want 32"},
 		{"signature", func() []byte {
 			file, _ := decodeFile(t, good)
 			file.Signature[0] ^= 1
@@ -426,10 +474,105 @@ func TestOpenRefusals(t *testing.T) {
 	if _, err := vm.Open(f.rk[0]); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("moved ciphertext: %v", err)
 	}
-	// A share that is not the header's point is refused after decryption.
+	// A share that is not the header's is refused after decryption.
 	h := f.header("b", "recovery-1")
 	if _, err := ParseShare(f.share("a"), h); !errors.Is(err, ErrShare) {
 		t.Fatalf("another party's share: %v", err)
+	}
+}
+
+// TestOpenPartsBound: a data key part only opens in its own backup, for
+// its own recipient, and the parts of one backup do not open another's
+// sealed share.
+func TestOpenPartsBound(t *testing.T) {
+	f := newFixture(t, api.AlgEdDSAEd25519)
+	a, err := Verify(f.make("a"), f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Verify(f.make("b"), f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*File)
+		msg    string
+	}{
+		{"part of another backup", func(x *File) { x.Ciphertexts[1] = a.File.Ciphertexts[1] }, `part for recovery key "recovery-2"`},
+		{"parts of another backup", func(x *File) { x.Ciphertexts = a.File.Ciphertexts }, `part for recovery key "recovery-1"`},
+		{"sealed share of another backup", func(x *File) { x.Sealed = a.File.Sealed }, "do not open the sealed share"},
+		{"parts swapped between recipients", func(x *File) {
+			x.Ciphertexts[0].Ciphertext, x.Ciphertexts[1].Ciphertext = x.Ciphertexts[1].Ciphertext, x.Ciphertexts[0].Ciphertext
+		}, `part for recovery key "recovery-1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			moved := *b.File
+			moved.Ciphertexts = slices.Clone(b.File.Ciphertexts)
+			tc.mutate(&moved)
+			vm, err := Verify(f.resign("b", &moved), f.m)
+			if err != nil {
+				t.Fatalf("a validly signed file does not verify: %v", err)
+			}
+			_, err = vm.Open(f.rk...)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+// TestShareHash: the header commits to the exact share record, so a record
+// with any field changed (here the save data's Paillier key, or a byte of
+// the chain code) is refused even though it decodes and its secret share
+// and public points are the header's.
+func TestShareHash(t *testing.T) {
+	f := newFixture(t, api.AlgECDSASecp256k1)
+	v, err := Verify(f.make("c"), f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := v.Open(f.rk...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := channel.NewKeys("c", rand.Reader)
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Share)
+	}{
+		{"paillier key substituted", func(x *Share) {
+			var sd map[string]any
+			if err := json.Unmarshal(x.SaveData, &sd); err != nil {
+				t.Fatal(err)
+			}
+			sd["PaillierSK"] = map[string]any{"N": 12345, "LambdaN": 6789, "PhiN": 6789}
+			x.SaveData, _ = json.Marshal(sd)
+		}},
+		{"chain code added", func(x *Share) { x.ChainCode = make([]byte, 32) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := *s
+			m.SaveData = slices.Clone(s.SaveData)
+			tc.mutate(&m)
+			pt, _ := m.Encode()
+			if _, err := ParseShare(pt, v.Header); !errors.Is(err, ErrShare) || !strings.Contains(err.Error(), "not the header's share hash") {
+				t.Fatalf("modified record parsed: %v", err)
+			}
+			ct, err := SealToEnclave(&m, v.HeaderHash, target.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v.OpenInEnclave(target, target.Public(), ct); !errors.Is(err, ErrShare) || !strings.Contains(err.Error(), "not the header's share hash") {
+				t.Fatalf("modified record restored: %v", err)
+			}
+		})
+	}
+	// Make refuses a header whose share hash is not the record's.
+	h := f.header("c")
+	h.ShareHash = ShareHash(f.share("a"))
+	if _, err := Make(h, f.share("c"), f.recovery, f.signers["c"]); err == nil || !strings.Contains(err.Error(), "share hash") {
+		t.Fatalf("make with another record's hash: %v", err)
 	}
 }
 
@@ -439,7 +582,7 @@ func TestSealToEnclave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := v.Open(f.rk[0])
+	s, err := v.Open(f.rk...)
 	if err != nil {
 		t.Fatal(err)
 	}

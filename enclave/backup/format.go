@@ -3,14 +3,30 @@
 //
 // A backup is made inside the enclave of the party whose share it holds,
 // under an admin-quorum backup ceremony. It is a File: a Header naming the
-// key, the party and every party's public share point; per offline
-// recovery key (the manifest's governance recovery keys), an HPKE
-// ciphertext of the share (a Share); and the enclave's Ed25519 signature
+// key, the party, every party's public share point and the SHA-256 of the
+// share record; the share record (a Share) encrypted under a random data
+// key; per offline recovery key the header names (the ceremony's
+// recipients, each a manifest governance recovery key), an HPKE ciphertext
+// of one XOR part of that data key; and the enclave's Ed25519 signature
 // over header and ciphertexts together with an attestation document whose
 // public_key is the enclave's identity (naming that signing key), whose
 // user_data is the manifest hash and whose nonce is the header hash. An
 // auditor verifies who made a backup, of what, and for whom (Verify) with
-// the manifest alone; only a recovery key holder can open it (Open).
+// the manifest alone; opening it takes every recipient's recovery key
+// together (Open): the parts are an n-of-n split, so no one recovery key
+// holder, nor any coalition short of all of them, learns anything of the
+// share, even holding every backup file the untrusted host passed along.
+//
+// # Encryption
+//
+// Make draws a 32-byte data key K and encrypts the share record with
+// ChaCha20-Poly1305 under K, nonce zero (K encrypts one message only),
+// associated data DomainShareAEAD, a zero byte and the header hash. For
+// recipients r_1..r_n (the header's order) it draws random 32-byte parts
+// P_1..P_{n-1} and sets P_n = K ⊕ P_1 ⊕ … ⊕ P_{n-1}; P_i is HPKE-sealed to
+// r_i's key with info binding the header hash and r_i's id, KEM and public
+// key, so a part moved to another backup or another recipient fails to
+// open.
 //
 // # Wire format
 //
@@ -20,9 +36,12 @@
 //
 // # Backwards compatibility
 //
-// File, Header and Share are format 1. Fields are appended only; a CBOR key
-// is never reused or given a new meaning; unknown fields are refused, so a
-// reader never ignores a restriction it does not understand.
+// File, Header and Share are format 2. Fields are appended only; a CBOR key
+// is never reused or given a new meaning within a format; unknown fields
+// are refused, so a reader never ignores a restriction it does not
+// understand. Format 1 (each recipient's ciphertext held the whole share,
+// so any one recovery key opened it) was never deployed and is refused
+// with a message saying so.
 package backup
 
 import (
@@ -37,8 +56,14 @@ import (
 	"github.com/sealsign/sealsign/governance/keys"
 )
 
-// FormatV1 is the only format of File, Header and Share.
-const FormatV1 = 1
+// Formats of File, Header and Share.
+const (
+	// FormatV1 is the retired format 1, refused: any one recovery key
+	// opened it.
+	FormatV1 = 1
+	// FormatV2 is the only format accepted and made.
+	FormatV2 = 2
+)
 
 // Domains. Every signature and HPKE info is domain-separated.
 const (
@@ -47,6 +72,9 @@ const (
 	domainHeader    = "sealsign/v1/backup/header"
 	domainRecipient = "sealsign/v1/backup/hpke-info"
 	domainEnclave   = "sealsign/v1/backup/recover-hpke-info"
+	// DomainShareAEAD labels the associated data of the share record's
+	// encryption under the data key.
+	DomainShareAEAD = "sealsign/v2/backup/share-aead"
 )
 
 // Limits, central so a reviewer sees every bound in one place.
@@ -63,6 +91,11 @@ const (
 	MaxShare = 256 << 10
 	// MaxAttestation bounds the attestation document (NSM or TPM evidence).
 	MaxAttestation = 32 << 10
+	// DataKeySize is the size of the data key and of each of its parts.
+	DataKeySize = 32
+	// maxPartCiphertext bounds an HPKE-sealed part: the KEM's encapsulated
+	// key (1120 bytes for ML-KEM-768-X25519), the part and the tag.
+	maxPartCiphertext = 2048
 )
 
 // Errors, for errors.Is. Each returned error adds what was expected and
@@ -94,10 +127,10 @@ type PublicShare struct {
 }
 
 // Header is what a backup is of. Its canonical encoding is signed, hashed
-// into every HPKE info and attested (nonce = HeaderHash), so no ciphertext
-// can be moved under another header.
+// into every HPKE info and the share's associated data, and attested
+// (nonce = HeaderHash), so no ciphertext can be moved under another header.
 //
-// Format 1. Append fields only.
+// Format 2. Append fields only.
 type Header struct {
 	Format       uint64 `cbor:"1,keyasint" json:"format"`
 	ClusterID    string `cbor:"2,keyasint" json:"cluster_id"`
@@ -124,10 +157,17 @@ type Header struct {
 	CreatedMS  int64    `cbor:"15,keyasint" json:"created_ms"`
 	// CeremonyID is the backup ceremony that authorised it.
 	CeremonyID string `cbor:"16,keyasint" json:"ceremony_id"`
+	// ShareHash is SHA-256 of the exact share-record plaintext the enclave
+	// encrypted (ShareHash). Whoever restores a share must present exactly
+	// those bytes: the header's points check the secret share and public
+	// shares, this checks the rest (Paillier keys, NTilde, H1/H2, every
+	// peer's keys, the chain code) that the recovery operator handles.
+	ShareHash []byte `cbor:"17,keyasint" json:"share_hash"`
 }
 
-// Ciphertext is the share HPKE-sealed to one recovery key: the KEM's
-// encapsulated key followed by the AEAD ciphertext (crypto/hpke Seal).
+// Ciphertext is one recipient's part of the data key, HPKE-sealed to its
+// recovery key: the KEM's encapsulated key followed by the AEAD ciphertext
+// of the DataKeySize-byte part (crypto/hpke Seal).
 //
 // Append fields only.
 type Ciphertext struct {
@@ -138,24 +178,29 @@ type Ciphertext struct {
 
 // File is a backup as stored and moved.
 //
-// Format 1. Append fields only.
+// Format 2. Append fields only.
 type File struct {
-	Format      uint64       `cbor:"1,keyasint"`
-	Header      []byte       `cbor:"2,keyasint"` // canonical encoding of a Header
-	Ciphertexts []Ciphertext `cbor:"3,keyasint"` // in Recipients order
+	Format uint64 `cbor:"1,keyasint"`
+	Header []byte `cbor:"2,keyasint"` // canonical encoding of a Header
+	// Ciphertexts are the sealed data key parts, in Recipients order.
+	Ciphertexts []Ciphertext `cbor:"3,keyasint"`
 	// Attestation is the making enclave's attestation document: public_key
 	// = its api.Identity encoding, user_data = Header.ManifestHash, nonce =
 	// HeaderHash(Header).
 	Attestation []byte `cbor:"4,keyasint"`
 	// Signature is Ed25519 by the attested identity's signing key over
 	// DomainSignature, a zero byte and the canonical encoding of
-	// {1: Header, 2: Ciphertexts}.
+	// {1: Header, 2: Ciphertexts, 3: Sealed}.
 	Signature []byte `cbor:"5,keyasint"`
+	// Sealed is the share record encrypted under the data key
+	// (ChaCha20-Poly1305, nonce zero, associated data DomainShareAEAD, a
+	// zero byte and the header hash).
+	Sealed []byte `cbor:"6,keyasint"`
 }
 
-// Share is the plaintext of a ciphertext: the party's whole share record.
+// Share is the plaintext of Sealed: the party's whole share record.
 //
-// Format 1. Append fields only.
+// Format 2. Append fields only.
 type Share struct {
 	Format    uint64   `cbor:"1,keyasint"`
 	KeyID     string   `cbor:"2,keyasint"`
@@ -180,6 +225,14 @@ func HeaderHash(header []byte) []byte {
 type signedPart struct {
 	Header      []byte       `cbor:"1,keyasint"`
 	Ciphertexts []Ciphertext `cbor:"2,keyasint"`
+	Sealed      []byte       `cbor:"3,keyasint"`
+}
+
+// ShareHash is the digest Header.ShareHash holds: SHA-256 of the share
+// record's canonical encoding, exactly as encrypted.
+func ShareHash(share []byte) []byte {
+	s := sha256.Sum256(share)
+	return s[:]
 }
 
 // labelled is domain, a zero byte and data: the labelling enclave/channel
@@ -220,8 +273,8 @@ func Parse(b []byte) (f *File, h *Header, err error) {
 	if err := canon.Unmarshal(b, f); err != nil {
 		return nil, nil, fmt.Errorf("%w: file: %v", ErrMalformed, err)
 	}
-	if f.Format != FormatV1 {
-		return nil, nil, fmt.Errorf("%w: file format %d unsupported, want %d", ErrMalformed, f.Format, FormatV1)
+	if err := checkFormat("file", f.Format); err != nil {
+		return nil, nil, err
 	}
 	if len(f.Attestation) == 0 || len(f.Attestation) > MaxAttestation {
 		return nil, nil, fmt.Errorf("%w: attestation is %d bytes, want 1 to %d", ErrMalformed, len(f.Attestation), MaxAttestation)
@@ -236,6 +289,9 @@ func Parse(b []byte) (f *File, h *Header, err error) {
 	if err := h.Validate(); err != nil {
 		return nil, nil, err
 	}
+	if len(f.Sealed) <= aeadOverhead || len(f.Sealed) > MaxShare+aeadOverhead {
+		return nil, nil, fmt.Errorf("%w: sealed share is %d bytes, want %d to %d", ErrMalformed, len(f.Sealed), aeadOverhead+1, MaxShare+aeadOverhead)
+	}
 	if len(f.Ciphertexts) != len(h.Recipients) {
 		return nil, nil, fmt.Errorf("%w: %d ciphertexts for %d recipients (%v)", ErrRecipients, len(f.Ciphertexts), len(h.Recipients), h.Recipients)
 	}
@@ -246,11 +302,22 @@ func Parse(b []byte) (f *File, h *Header, err error) {
 		if _, err := api.RecoveryKEM(ct.KEM); err != nil {
 			return nil, nil, fmt.Errorf("%w: ciphertext for %q: %v", ErrMalformed, ct.Recipient, err)
 		}
-		if len(ct.Ciphertext) == 0 || len(ct.Ciphertext) > MaxShare+4096 {
-			return nil, nil, fmt.Errorf("%w: ciphertext for %q is %d bytes, want 1 to %d", ErrMalformed, ct.Recipient, len(ct.Ciphertext), MaxShare+4096)
+		if len(ct.Ciphertext) <= DataKeySize || len(ct.Ciphertext) > maxPartCiphertext {
+			return nil, nil, fmt.Errorf("%w: ciphertext for %q is %d bytes, want %d to %d", ErrMalformed, ct.Recipient, len(ct.Ciphertext), DataKeySize+1, maxPartCiphertext)
 		}
 	}
 	return f, h, nil
+}
+
+// checkFormat refuses every format but FormatV2, format 1 with why.
+func checkFormat(what string, f uint64) error {
+	switch f {
+	case FormatV2:
+		return nil
+	case FormatV1:
+		return fmt.Errorf("%w: %s format 1 is retired (any one recovery key opened it) and not accepted; make a new backup (format %d)", ErrMalformed, what, FormatV2)
+	}
+	return fmt.Errorf("%w: %s format %d unsupported, want %d", ErrMalformed, what, f, FormatV2)
 }
 
 // Validate checks a header's fields on their own: names, sizes, order. It
@@ -259,9 +326,10 @@ func (h *Header) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: header: %s", ErrMalformed, fmt.Sprintf(format, a...))
 	}
+	if err := checkFormat("header", h.Format); err != nil {
+		return err
+	}
 	switch {
-	case h.Format != FormatV1:
-		return bad("format %d unsupported, want %d", h.Format, FormatV1)
 	case !keys.ValidName(h.ClusterID):
 		return bad("cluster id %q invalid", h.ClusterID)
 	case len(h.ManifestHash) != 32:
@@ -282,6 +350,8 @@ func (h *Header) Validate() error {
 		return bad("creation time %d invalid", h.CreatedMS)
 	case len(h.CeremonyID) == 0 || len(h.CeremonyID) > 64:
 		return bad("ceremony id %q invalid", h.CeremonyID)
+	case len(h.ShareHash) != sha256.Size:
+		return bad("share hash is %d bytes, want %d", len(h.ShareHash), sha256.Size)
 	}
 	for i, p := range h.Parties {
 		if !partyPattern.MatchString(p) {

@@ -35,7 +35,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("a backup file parsed as a share")
 			}
 		}
-		hdr := &Header{Format: FormatV1, Algorithm: api.AlgEdDSAEd25519}
+		hdr := &Header{Format: FormatV2, Algorithm: api.AlgEdDSAEd25519}
 		ParseShare(b, hdr)
 	})
 }

@@ -15,11 +15,12 @@ import (
 func katHeader() *Header {
 	pt := func(b byte) []byte { return append([]byte{0x02}, []byte(strings.Repeat(string(rune(b)), 32))...) }
 	return &Header{
-		Format: FormatV1, ClusterID: "kat", ManifestHash: make([]byte, 32), KeyID: strings.Repeat("0f", 16),
+		Format: FormatV2, ClusterID: "kat", ManifestHash: make([]byte, 32), KeyID: strings.Repeat("0f", 16),
 		Algorithm: api.AlgECDSASecp256k1, Epoch: 2, Party: "b", Threshold: 1, Parties: []string{"a", "b", "c"},
 		PublicKey: pt('p'), ShareID: []byte{2}, Point: pt('b'),
 		Shares:     []PublicShare{{ShareID: []byte{1}, Point: pt('a')}, {ShareID: []byte{2}, Point: pt('b')}, {ShareID: []byte{3}, Point: pt('c')}},
 		Recipients: []string{"recovery-1", "recovery-2"}, CreatedMS: 1767225600000, CeremonyID: "backup-kat",
+		ShareHash: make([]byte, 32),
 	}
 }
 
@@ -28,7 +29,7 @@ func TestHeaderKnownAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wantPrefix = "b0" // a map of 16 pairs
+	const wantPrefix = "b1" // a map of 17 pairs
 	if got := hex.EncodeToString(b[:1]); got != wantPrefix {
 		t.Fatalf("header encoding starts %s, want %s", got, wantPrefix)
 	}
@@ -42,5 +43,5 @@ func TestHeaderKnownAnswer(t *testing.T) {
 }
 
 // katHeaderHash is SHA-256("sealsign/v1/backup/header" ‖ 0x00 ‖ encoding), recorded
-// from the first implementation.
-const katHeaderHash = "caa20794c6e06805a8790958c0a4e7e8727beee05916191afb451cbbd80a935a"
+// from the first format 2 implementation (format 2 added ShareHash, key 17).
+const katHeaderHash = "a8bd33e0dc8920f3c43d807479d17cbba545496b98d87422c0943ef7f4f9bf8a"

@@ -117,13 +117,17 @@ func (e *Enclave) backupShare(ctx context.Context, req *api.BackupRequest) (*api
 	if err != nil {
 		return nil, err
 	}
-	share := backup.Share{Format: backup.FormatV1, KeyID: rec.KeyID, Algorithm: rec.Algorithm, Epoch: rec.Epoch, Party: me,
+	share := backup.Share{Format: backup.FormatV2, KeyID: rec.KeyID, Algorithm: rec.Algorithm, Epoch: rec.Epoch, Party: me,
 		Threshold: rec.Threshold, Parties: rec.Parties, PublicKey: rec.PublicKey, SaveData: rec.SaveData, ChainCode: rec.ChainCode}
 	pt, err := share.Encode()
 	if err != nil {
 		return nil, err
 	}
 	defer clear(pt)
+	// The header commits to these exact bytes, so a recovery restores the
+	// whole record (Paillier keys, NTilde, H1/H2, peers' keys), not only
+	// the parts the header's points check.
+	h.ShareHash = backup.ShareHash(pt)
 	// The share must be one the header describes (x_i·G, share ids, public
 	// shares); Make then checks the header itself (interpolation).
 	checked, err := backup.ParseShare(pt, h)
@@ -182,7 +186,7 @@ func (e *Enclave) backupHeader(me string, k *loadedKey, c *ceremony.Ceremony) (*
 		return nil, api.Errorf(api.CodeInternal, "party %s: share of key %q has no usable save data (%d share ids, %d public shares, %d parties)", me, k.rec.KeyID, len(ks), len(bigXj), len(k.rec.Parties))
 	}
 	h := &backup.Header{
-		Format: backup.FormatV1, ClusterID: e.manifest.ClusterID, ManifestHash: e.manifestHash, KeyID: k.rec.KeyID,
+		Format: backup.FormatV2, ClusterID: e.manifest.ClusterID, ManifestHash: e.manifestHash, KeyID: k.rec.KeyID,
 		Algorithm: k.rec.Algorithm, Epoch: k.rec.Epoch, Party: me, Threshold: k.rec.Threshold, Parties: k.rec.Parties,
 		PublicKey: k.rec.PublicKey, ShareID: shareID.Bytes(), Recipients: c.Recipients, CreatedMS: e.cfg.Clock().UnixMilli(), CeremonyID: c.ID,
 	}
@@ -245,8 +249,12 @@ func (e *Enclave) recoverShare(ctx context.Context, req *api.RecoverRequest) (*a
 		return nil, api.Errorf(api.CodeRejected, "party %s: recovery refused: %v", me, err)
 	}
 	defer s.Clear()
+	// The backed-up share was this party's share in force (backupShare
+	// exports only the committed epoch), so it is restored committed:
+	// placeShares puts only committed records in force after a restart,
+	// and a recovered record has no reshare a commit could settle.
 	rec := &shareRecord{Version: 1, KeyID: s.KeyID, Algorithm: s.Algorithm, Threshold: s.Threshold, Parties: s.Parties,
-		PublicKey: s.PublicKey, SaveData: bytes.Clone(s.SaveData), Epoch: s.Epoch, ChainCode: s.ChainCode}
+		PublicKey: s.PublicKey, SaveData: bytes.Clone(s.SaveData), Epoch: s.Epoch, ChainCode: s.ChainCode, Committed: true}
 	// rec.SaveData stays: the loaded key keeps it (a later backup exports it).
 	k, err := rec.load()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -108,19 +109,23 @@ func (c *cluster) replace(id string) {
 	c.advance(time.Second)
 }
 
-// openFor decrypts a backup with recovery key i and seals the share to the
-// identity given, as sealsign recover does offline.
-func (c *cluster) openFor(file []byte, i int, to api.Identity) []byte {
+// openFor decrypts a backup with every recovery key and seals the share to
+// the identity given, as sealsign recover does offline; edit, when given,
+// changes the share record first (a dishonest recovery operator).
+func (c *cluster) openFor(file []byte, to api.Identity, edit ...func(*backup.Share)) []byte {
 	c.t.Helper()
 	v, err := backup.Verify(file, c.parsedManifest())
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	s, err := v.Open(c.gov.recovery[i])
+	s, err := v.Open(c.gov.recovery...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer s.Clear()
+	for _, e := range edit {
+		e(s)
+	}
 	ct, err := backup.SealToEnclave(s, v.HeaderHash, to)
 	if err != nil {
 		c.t.Fatal(err)
@@ -138,9 +143,9 @@ func ceremonyEntries(t *testing.T, h *memHost, kind, keyID string) []*audit.Cere
 	return out
 }
 
-// breakGlass opens the backups of parties with recovery key i and
-// reconstructs the key.
-func (c *cluster) breakGlass(files map[string][]byte, i int, parties ...string) (*backup.Reconstructed, error) {
+// breakGlass opens the backups of parties with the recovery keys given
+// and reconstructs the key.
+func (c *cluster) breakGlass(files map[string][]byte, rks []*backup.RecoveryPrivateKey, parties ...string) (*backup.Reconstructed, error) {
 	var vs []*backup.Verified
 	var ss []*backup.Share
 	for _, p := range parties {
@@ -148,7 +153,7 @@ func (c *cluster) breakGlass(files map[string][]byte, i int, parties ...string) 
 		if err != nil {
 			return nil, err
 		}
-		s, err := v.Open(c.gov.recovery[i])
+		s, err := v.Open(rks...)
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +210,7 @@ func TestBackupRecoverSign(t *testing.T) {
 		t.Fatalf("fresh party c already knows the key: %v", err)
 	}
 	me := c.encl["c"].keys.Public()
-	share := c.openFor(files["c"], 0, me)
+	share := c.openFor(files["c"], me)
 
 	t.Run("recover refusals", func(t *testing.T) {
 		stranger, _ := channel.NewKeys("c", rand.Reader)
@@ -231,7 +236,7 @@ func TestBackupRecoverSign(t *testing.T) {
 			{"no ceremony", nil, files["c"], share, "no ceremony", nil},
 			{"one admin", c.lifecycle(ceremony.KindRecover, key, nil, 1), files["c"], share, "1 valid admin signatures of 2 needed", nil},
 			{"ceremony for another party", c.lifecycle(ceremony.KindRecover, key, func(x *ceremony.Ceremony) { x.Party = "b" }), files["c"], share, `restores party "b"`, nil},
-			{"another party's backup", c.lifecycle(ceremony.KindRecover, key, nil), files["b"], c.openFor(files["b"], 0, me), `the backup is of party "b"'s share`, nil},
+			{"another party's backup", c.lifecycle(ceremony.KindRecover, key, nil), files["b"], c.openFor(files["b"], me), `the backup is of party "b"'s share`, nil},
 			{"wrong epoch", c.lifecycle(ceremony.KindRecover, key, func(x *ceremony.Ceremony) { x.Epoch = 3 }), files["c"], share, "epoch 3, share's current epoch 0", nil},
 			{"tampered header", c.lifecycle(ceremony.KindRecover, key, nil), tampered(func(f *backup.File) {
 				_, h, _ := backup.Parse(files["c"])
@@ -240,8 +245,17 @@ func TestBackupRecoverSign(t *testing.T) {
 			}), share, "signature invalid", backup.ErrSignature},
 			{"tampered signature", c.lifecycle(ceremony.KindRecover, key, nil), tampered(func(f *backup.File) { f.Signature[5] ^= 1 }), share, "signature invalid", backup.ErrSignature},
 			{"tampered ciphertext", c.lifecycle(ceremony.KindRecover, key, nil), tampered(func(f *backup.File) { f.Ciphertexts[1].Ciphertext[9] ^= 1 }), share, "signature invalid", backup.ErrSignature},
-			{"share sealed to another enclave", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["c"], 1, stranger.Public()), "not sealed to this enclave", nil},
-			{"share of another backup", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["a"], 1, me), "not sealed to this enclave", nil},
+			{"share sealed to another enclave", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["c"], stranger.Public()), "not sealed to this enclave", nil},
+			{"share of another backup", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["a"], me), "not sealed to this enclave", nil},
+			// The operator re-seals the share; the header's share hash
+			// makes every byte of the record the backed-up one, not only
+			// the fields the header's points check.
+			{"save data field added", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["c"], me, func(s *backup.Share) {
+				s.SaveData = append([]byte(`{"PaillierSK":{"N":12345},`), s.SaveData[1:]...)
+			}), "not the header's share hash", nil},
+			{"chain code substituted", c.lifecycle(ceremony.KindRecover, key, nil), files["c"], c.openFor(files["c"], me, func(s *backup.Share) {
+				s.ChainCode = make([]byte, 32)
+			}), "not the header's share hash", nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := c.encl["c"].recoverShare(ctx, &api.RecoverRequest{Ceremony: tc.cer, Backup: tc.file, Share: tc.share})
@@ -316,7 +330,13 @@ func TestBackupRecoverSign(t *testing.T) {
 	}
 
 	t.Run("break-glass", func(t *testing.T) {
-		r, err := c.breakGlass(files, 1, "a", "c")
+		// One recovery key of the two opens no backup.
+		for _, rk := range c.gov.recovery {
+			if _, err := c.breakGlass(files, []*backup.RecoveryPrivateKey{rk}, "a", "c"); !errors.Is(err, backup.ErrRecipients) || !strings.Contains(err.Error(), "opening needs the recovery key of every recipient") {
+				t.Fatalf("break-glass with %s alone: %v", rk.ID, err)
+			}
+		}
+		r, err := c.breakGlass(files, c.gov.recovery, "a", "c")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +344,7 @@ func TestBackupRecoverSign(t *testing.T) {
 		if string(r.PublicKey) != string(key.PublicKey) || !slices.Equal(r.Parties, []string{"a", "c"}) {
 			t.Fatalf("reconstructed %x from %v", r.PublicKey, r.Parties)
 		}
-		if _, err := c.breakGlass(files, 0, "b"); err == nil || !strings.Contains(err.Error(), "needs t+1 = 2") {
+		if _, err := c.breakGlass(files, c.gov.recovery, "b"); err == nil || !strings.Contains(err.Error(), "needs t+1 = 2") {
 			t.Fatalf("one backup: %v", err)
 		}
 	})
@@ -340,7 +360,7 @@ func TestBackupBreakGlassECDSA(t *testing.T) {
 	c, key := ecdsaCluster(t, nil)
 	c.advance(time.Second)
 	files := c.backupAll(key)
-	r, err := c.breakGlass(files, 0, "b", "c")
+	r, err := c.breakGlass(files, c.gov.recovery, "b", "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +368,64 @@ func TestBackupBreakGlassECDSA(t *testing.T) {
 	if got := secp256k1.PrivKeyFromBytes(r.Scalar).PubKey().SerializeCompressed(); string(got) != string(key.PublicKey) {
 		t.Fatalf("reconstructed key's public key %x, want %x", got, key.PublicKey)
 	}
-	if _, err := c.breakGlass(files, 0, "a"); err == nil {
+	if _, err := c.breakGlass(files, c.gov.recovery, "a"); err == nil {
 		t.Fatal("one backup reconstructed a key")
 	}
+	// A real ECDSA share with its Paillier key substituted (decodable, the
+	// secret share and public points untouched) is refused by the enclave's
+	// recovery check (OpenInEnclave, as recoverShare calls it).
+	v, err := backup.Verify(files["c"], c.parsedManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := c.encl["c"].keys
+	ct := c.openFor(files["c"], keys.Public(), func(s *backup.Share) {
+		var sd map[string]json.RawMessage
+		if err := json.Unmarshal(s.SaveData, &sd); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := sd["PaillierSK"]; !ok {
+			t.Fatalf("ECDSA save data has no PaillierSK field")
+		}
+		sd["PaillierSK"] = json.RawMessage(`{"N":3233,"LambdaN":780,"PhiN":3120}`)
+		s.SaveData, _ = json.Marshal(sd)
+	})
+	if _, err := v.OpenInEnclave(keys, keys.Public(), ct); !errors.Is(err, backup.ErrShare) || !strings.Contains(err.Error(), "not the header's share hash") {
+		t.Fatalf("share with a substituted Paillier key: %v", err)
+	}
+	if s, err := v.OpenInEnclave(keys, keys.Public(), c.openFor(files["c"], keys.Public())); err != nil {
+		t.Fatalf("the share as backed up: %v", err)
+	} else {
+		s.Clear()
+	}
+}
+
+// TestRecoveredReshareEpochSurvivesRestart: a share recovered at epoch > 0
+// (any key ever refreshed) is the share that was in force when it was
+// backed up, so it is restored committed: after a restart it is still in
+// force, not an uncommitted "pending" epoch no commit could ever settle
+// (from review 24a9138).
+func TestRecoveredReshareEpochSurvivesRestart(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	key := c.keygen(api.AlgEdDSAEd25519)
+	abc := []string{"a", "b", "c"}
+	c.mustReshare(key, abc, 1, abc, 1, 0, 1)
+	cer := c.lifecycle(ceremony.KindBackup, key, func(x *ceremony.Ceremony) { x.Epoch = 1 })
+	res, err := c.encl["c"].backupShare(ctx, &api.BackupRequest{Ceremony: cer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.replace("c")
+	share := c.openFor(res.Backup, c.encl["c"].keys.Public())
+	if _, err := c.encl["c"].recoverShare(ctx, &api.RecoverRequest{Ceremony: c.lifecycle(ceremony.KindRecover, key, func(x *ceremony.Ceremony) { x.Epoch = 1 }),
+		Backup: res.Backup, Share: share}); err != nil {
+		t.Fatal(err)
+	}
+	c.signRaw(t, key, []byte("recovered, before restart"), "a", "c")
+	c.restart("c")
+	if _, err := c.encl["c"].share(key.KeyID); err != nil {
+		t.Fatalf("recovered epoch-1 share lost after restart: %v", err)
+	}
+	c.signRaw(t, key, []byte("recovered, after restart"), "a", "c")
 }

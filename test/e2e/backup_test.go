@@ -80,7 +80,14 @@ func TestBackupRecover(t *testing.T) {
 		t.Fatal("{a, c} signed before c was recovered")
 	}
 
-	out := sealsign("recover", "--backup", filepath.Join(backups, "c.backup"), "--recovery-key", devcluster.RecoveryKeyPath(dir, "recovery-1"))
+	// A backup opens only with every recipient's recovery key: one of the
+	// two dev keys is refused, naming the one missing.
+	rk1, rk2 := devcluster.RecoveryKeyPath(dir, "recovery-1"), devcluster.RecoveryKeyPath(dir, "recovery-2")
+	one := exec.Command(bin, "recover", "--dir", dir, "--backup", filepath.Join(backups, "c.backup"), "--recovery-key", rk1)
+	if b, err := one.CombinedOutput(); err == nil || !strings.Contains(string(b), "missing recovery-2") {
+		t.Fatalf("recover with one of two recovery keys: %v\n%s", err, b)
+	}
+	out := sealsign("recover", "--backup", filepath.Join(backups, "c.backup"), "--recovery-key", rk1, "--recovery-key", rk2)
 	if !strings.Contains(out, "party c holds its share of key "+key.ID) {
 		t.Fatalf("recover: %s", out)
 	}
@@ -96,7 +103,7 @@ func TestBackupRecover(t *testing.T) {
 	keyFile := filepath.Join(dir, "break-glass.json")
 	sealsign("recover", "--break-glass", "--i-understand-this-reconstructs-the-private-key",
 		"--backup", filepath.Join(backups, "a.backup"), "--backup", filepath.Join(backups, "b.backup"),
-		"--recovery-key", devcluster.RecoveryKeyPath(dir, "recovery-2"), "--out", keyFile)
+		"--recovery-key", rk2, "--recovery-key", rk1, "--out", keyFile)
 	b, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)

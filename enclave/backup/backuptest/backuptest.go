@@ -148,7 +148,7 @@ func (f *Fixture) Backup(party string) []byte {
 	if i < 0 {
 		f.t.Fatalf("backuptest: no party %q", party)
 	}
-	h := &backup.Header{Format: backup.FormatV1, ClusterID: "test", ManifestHash: f.mh, KeyID: f.KeyID, Algorithm: f.Algorithm,
+	h := &backup.Header{Format: backup.FormatV2, ClusterID: "test", ManifestHash: f.mh, KeyID: f.KeyID, Algorithm: f.Algorithm,
 		Party: party, Threshold: 1, Parties: Parties, PublicKey: f.PublicKey, ShareID: f.ids[i].Bytes(), Point: f.points[i],
 		Recipients: []string{"recovery-1", "recovery-2"}, CreatedMS: f.now.UnixMilli(), CeremonyID: "backup-test-0001"}
 	c := tss.S256()
@@ -170,12 +170,13 @@ func (f *Fixture) Backup(party string) []byte {
 		sd.BigXj = append(sd.BigXj, point{Curve: "x", Coords: [2]*big.Int{p.X(), p.Y()}})
 	}
 	js, _ := json.Marshal(sd)
-	s := backup.Share{Format: backup.FormatV1, KeyID: f.KeyID, Algorithm: f.Algorithm, Party: party, Threshold: 1,
+	s := backup.Share{Format: backup.FormatV2, KeyID: f.KeyID, Algorithm: f.Algorithm, Party: party, Threshold: 1,
 		Parties: Parties, PublicKey: f.PublicKey, SaveData: js}
 	pt, err := s.Encode()
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	h.ShareHash = backup.ShareHash(pt)
 	b, err := backup.Make(h, pt, f.recovery, f.signers[party])
 	if err != nil {
 		f.t.Fatal(err)
