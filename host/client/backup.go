@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/sealsign/sealsign/host/server"
 )
@@ -39,15 +38,7 @@ func (c *Client) Backup(ctx context.Context, keyID string, ceremony []byte) ([]b
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		return nil, &Error{Status: resp.StatusCode, Code: e.Code, Message: msg, Body: data}
+		return nil, replyError(resp.StatusCode, data)
 	}
 	if len(data) > maxBackup {
 		return nil, fmt.Errorf("client: backup from %s is larger than %d bytes", c.BaseURL, maxBackup)

@@ -64,15 +64,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		return &Error{Status: resp.StatusCode, Code: e.Code, Message: msg, Body: data}
+		return replyError(resp.StatusCode, data)
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)
@@ -163,4 +155,18 @@ func (c *Client) Attestation(ctx context.Context, nonce []byte) (*server.Attesta
 	var a server.AttestationResponse
 	err := c.do(ctx, http.MethodGet, "/v1/attestation?nonce="+hex.EncodeToString(nonce), nil, &a)
 	return &a, err
+}
+
+// replyError is the Error a non-2xx reply carries: the host's JSON
+// {"error","code"} when it sent one, else the body as text.
+func replyError(status int, data []byte) *Error {
+	var e struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	msg := strings.TrimSpace(string(data))
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	return &Error{Status: status, Code: e.Code, Message: msg, Body: data}
 }

@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -597,12 +598,7 @@ func (s *epochSealer) Seal(aad, plaintext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := s.epochKey()
-	defer clear(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := newGCM(key)
+	aead, err := s.aead()
 	if err != nil {
 		return nil, err
 	}
@@ -612,6 +608,17 @@ func (s *epochSealer) Seal(aad, plaintext []byte) ([]byte, error) {
 		return nil, fmt.Errorf("tpm: seal: key %q epoch %d: OS random: %w", s.keyID, s.epoch, err)
 	}
 	return aead.Seal(out, out[1:], inner, epochAAD(aad)), nil
+}
+
+// aead is the epoch layer's cipher, under the key derived from the
+// epoch secret read from NV now (so a destroyed epoch fails here).
+func (s *epochSealer) aead() (cipher.AEAD, error) {
+	key, err := s.epochKey()
+	defer clear(key)
+	if err != nil {
+		return nil, err
+	}
+	return newGCM(key)
 }
 
 // Unseal decrypts under the epoch key, then unseals with the PCR-bound
@@ -633,12 +640,7 @@ func (s *epochSealer) Unseal(aad, sealedData []byte) ([]byte, error) {
 	if len(sealedData) < epochOverhead || len(sealedData) > maxEpochSealed {
 		return nil, classErrorf(ErrMalformed, nil, "unseal: key %q epoch %d: sealed data is %d bytes, want %d..%d", s.keyID, s.epoch, len(sealedData), epochOverhead, maxEpochSealed)
 	}
-	key, err := s.epochKey()
-	defer clear(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := newGCM(key)
+	aead, err := s.aead()
 	if err != nil {
 		return nil, err
 	}
