@@ -495,8 +495,8 @@ func printCross(w io.Writer, c *auditlog.Cross, parties []string) {
 	if !c.OK() {
 		state = fmt.Sprintf("FAILED (%d findings)", len(c.Findings))
 	}
-	fmt.Fprintf(w, "cross-party: %s: %d requests with sessions compared across %s (%d signed), %d keygens\n",
-		state, c.Requests, strings.Join(parties, ", "), c.Signed, c.Keys)
+	fmt.Fprintf(w, "cross-party: %s: %d requests with sessions compared across %s (%d signed), %d keygens, %d reshared epochs\n",
+		state, c.Requests, strings.Join(parties, ", "), c.Signed, c.Keys, c.Reshares)
 	for _, f := range c.Findings {
 		fmt.Fprintf(w, "  finding: %s\n", clean(f.String()))
 	}

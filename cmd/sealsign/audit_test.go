@@ -54,7 +54,7 @@ func TestAuditVerifyFiles(t *testing.T) {
 		fmt.Sprintf("dev pcr0 %x  module party-a", c.PCR0),
 		"party b (", "boots        2",
 		"checkpoints  1 checked",
-		"cross-party: ok: 4 requests with sessions compared across a, b, c (4 signed), 1 keygens")
+		"cross-party: ok: 4 requests with sessions compared across a, b, c (4 signed), 1 keygens, 0 reshared epochs")
 
 	out, _ = wantSealsign(t, 0, append([]string{"audit", "verify", "--json"}, fileArgs(dir, "a", "b", "c")...)...)
 	var rep auditVerifyJSON

@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -52,8 +53,10 @@ type Cross struct {
 	// those a signer recorded as signed.
 	Requests int `json:"requests"`
 	Signed   int `json:"signed"`
-	// Keys is the number of keygen ceremonies compared.
+	// Keys is the number of keygen ceremonies compared; Reshares the
+	// number of committed reshared epochs (refresh or committee change).
 	Keys     int       `json:"keys"`
+	Reshares int       `json:"reshares"`
 	Findings []Finding `json:"findings"`
 	// Notes are differences that are legitimate (see CrossCheck).
 	Notes []Finding `json:"notes,omitempty"`
@@ -164,6 +167,7 @@ func CrossCheck(logs []*Log) *Cross {
 		c.checkRequest(id, parties, byParty, views)
 	}
 	c.checkKeygens(parties, byParty)
+	c.checkReshares(parties, byParty)
 	return c
 }
 
@@ -525,6 +529,79 @@ func (c *Cross) checkKeygens(parties []string, byParty map[string]*Log) {
 			default:
 				c.find(Finding{KeyID: key, Parties: []string{p, ref.party}, Field: "ceremony",
 					Detail: fmt.Sprintf("party %s's keygen entry names party %s, whose log has no keygen entry for the key", ref.party, p), Seqs: map[string]uint64{ref.party: ref.r.Seq}})
+			}
+		}
+	}
+}
+
+// checkReshares compares every party's record of each committed reshare
+// (the "reshare-commit" entries of a key's epoch): the same reshare
+// (proposal id), committee, threshold and public key — the key's public key
+// from its keygen, which no refresh or reshare may change. A member of the
+// committee whose log has no commit yet is a note (the commit has not
+// reached it: rerunning completes it), not a finding.
+func (c *Cross) checkReshares(parties []string, byParty map[string]*Log) {
+	type rec struct {
+		party string
+		r     *Record
+		c     *audit.Ceremony
+	}
+	type at struct {
+		key   string
+		epoch uint64
+	}
+	commits := map[at][]rec{}
+	keygenPub := map[string][]byte{}
+	for _, p := range parties {
+		for i := range byParty[p].Records {
+			r := &byParty[p].Records[i]
+			cb, ok := r.Body.(*audit.Ceremony)
+			if !ok || cb.KeyID == "" {
+				continue
+			}
+			switch {
+			case cb.Kind == "keygen" && cb.Outcome == "done":
+				keygenPub[cb.KeyID] = cb.PublicKey
+			case cb.Kind == "reshare-commit":
+				k := at{cb.KeyID, cb.Epoch}
+				commits[k] = append(commits[k], rec{p, r, cb})
+			}
+		}
+	}
+	keys := slices.SortedFunc(maps.Keys(commits), func(a, b at) int {
+		if a.key != b.key {
+			return strings.Compare(a.key, b.key)
+		}
+		return cmp.Compare(a.epoch, b.epoch)
+	})
+	for _, k := range keys {
+		c.Reshares++
+		rs := commits[k]
+		ref := rs[0]
+		has := map[string]bool{}
+		for _, x := range rs {
+			has[x.party] = true
+			seqs := map[string]uint64{x.party: x.r.Seq, ref.party: ref.r.Seq}
+			if pub, ok := keygenPub[k.key]; ok && !bytes.Equal(x.c.PublicKey, pub) {
+				c.find(Finding{KeyID: k.key, Parties: []string{x.party}, Field: "public_key",
+					Detail: fmt.Sprintf("party %s committed epoch %d with public key %x, the key's keygen made %x", x.party, k.epoch, x.c.PublicKey, pub), Seqs: map[string]uint64{x.party: x.r.Seq}})
+			}
+			if x.party == ref.party {
+				continue
+			}
+			if x.c.Detail["proposal_id"] != ref.c.Detail["proposal_id"] || !bytes.Equal(x.c.PublicKey, ref.c.PublicKey) {
+				c.find(Finding{KeyID: k.key, Parties: []string{x.party, ref.party}, Field: "reshare",
+					Detail: fmt.Sprintf("parties %s and %s committed different reshares as epoch %d (proposal %s, %s)", x.party, ref.party, k.epoch, x.c.Detail["proposal_id"], ref.c.Detail["proposal_id"]), Seqs: seqs})
+			}
+			if x.c.Threshold != ref.c.Threshold || !slices.Equal(x.c.Parties, ref.c.Parties) {
+				c.find(Finding{KeyID: k.key, Parties: []string{x.party, ref.party}, Field: "parties",
+					Detail: fmt.Sprintf("epoch %d: party %s records threshold %d of [%s], party %s %d of [%s]", k.epoch, x.party, x.c.Threshold, strings.Join(x.c.Parties, ","), ref.party, ref.c.Threshold, strings.Join(ref.c.Parties, ",")), Seqs: seqs})
+			}
+		}
+		for _, p := range ref.c.Parties {
+			if !has[p] && byParty[p] != nil && byParty[p].Verified() {
+				c.Notes = append(c.Notes, Finding{KeyID: k.key, Parties: []string{p, ref.party}, Field: "reshare",
+					Detail: fmt.Sprintf("epoch %d: party %s's log has no commit yet (party %s committed it); rerun the reshare to complete it", k.epoch, p, ref.party), Seqs: map[string]uint64{ref.party: ref.r.Seq}})
 			}
 		}
 	}

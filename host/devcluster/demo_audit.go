@@ -17,9 +17,11 @@ type AuditResult struct {
 	Parties map[string]AuditPartyResult `json:"parties"`
 	// CrossPartyOK: every signer's log records each signed request with
 	// the same digests, payload hash, policy version and signatures.
-	CrossPartyOK bool     `json:"cross_party_ok"`
-	Requests     int      `json:"requests_compared"`
-	Findings     []string `json:"findings,omitempty"`
+	CrossPartyOK bool `json:"cross_party_ok"`
+	Requests     int  `json:"requests_compared"`
+	// Reshares: committed reshared epochs recorded alike by every party.
+	Reshares int      `json:"reshares_compared"`
+	Findings []string `json:"findings,omitempty"`
 }
 
 // AuditPartyResult is one party's verified log.
@@ -81,7 +83,7 @@ func (d *demo) auditStep() error {
 			fmt.Fprintf(d.out, "), %d checkpoints, head %x…\n", pr.Checkpoints, l.Head.Hash[:8])
 		}
 		cross := auditlog.CrossCheck(logs)
-		res.CrossPartyOK, res.Requests = cross.OK(), cross.Requests
+		res.CrossPartyOK, res.Requests, res.Reshares = cross.OK(), cross.Requests, cross.Reshares
 		for _, f := range cross.Findings {
 			res.Findings = append(res.Findings, f.String())
 		}
@@ -94,7 +96,7 @@ func (d *demo) auditStep() error {
 		if !cross.OK() {
 			return fmt.Errorf("cross-party check: %v", res.Findings)
 		}
-		fmt.Fprintf(d.out, "  cross-party: %d signed requests recorded alike by every signer (digests, payload hash, policy version, signatures); %d keygens\n", cross.Requests, cross.Keys)
+		fmt.Fprintf(d.out, "  cross-party: %d signed requests recorded alike by every signer (digests, payload hash, policy version, signatures); %d keygens, %d reshared epochs\n", cross.Requests, cross.Keys, cross.Reshares)
 		return nil
 	})
 }

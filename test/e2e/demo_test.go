@@ -84,6 +84,9 @@ func TestDemoJSON(t *testing.T) {
 	if rf.PublicKey != res.EdDSA.PK || rf.ToEpoch != rf.FromEpoch+1 || !rf.SignatureOK || len(rf.Destroyed) != 3 {
 		t.Fatalf("refresh: %+v", rf)
 	}
+	if res.Audit.Reshares != 1 {
+		t.Fatalf("the audit step compared %d reshared epochs across parties, want the refresh's 1", res.Audit.Reshares)
+	}
 	for p, eps := range rf.Destroyed {
 		if len(eps) != 1 || eps[0] != rf.FromEpoch {
 			t.Fatalf("refresh: party %s destroyed epochs %v, want [%d]", p, eps, rf.FromEpoch)
