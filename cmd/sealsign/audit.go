@@ -394,39 +394,47 @@ type auditVerifyJSON struct {
 	Cross     *auditlog.Cross `json:"cross"`
 }
 
-func auditVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+// verifiedLogs is what audit verify and report share: parse their flags
+// (fs has the command's own registered; src's are added here), load the
+// manifest and sources, and verify every log. It returns the exit code to
+// use when it did not get that far.
+func verifiedLogs(verb string, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (m *api.Manifest, mpath string, reps []*auditParty, asJSON bool, code int, ok bool) {
 	var src auditSources
 	src.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	usage := func(err error) int { return usageExit("audit verify", auditUsage, err, stdout, stderr) }
+	jsonFlag := fs.Bool("json", false, "print JSON")
 	pos, err := parseFlags(fs, args)
 	if err == nil && len(pos) != 0 {
-		err = usagef("verify takes no arguments, got %q", pos)
+		err = usagef("%s takes no arguments, got %q", verb, pos)
 	}
 	if err == nil {
 		err = src.check()
 	}
 	if err != nil {
-		return usage(err)
+		return nil, "", nil, false, usageExit("audit "+verb, auditUsage, err, stdout, stderr), false
 	}
-	fail := func(err error) int { return failExit("audit verify", err, stderr) }
 	m, mpath, srcs, err := src.load()
 	if err != nil {
-		return fail(err)
+		return nil, "", nil, false, failExit("audit "+verb, err, stderr), false
 	}
 	anchors, _ := src.parseAnchors()
 	var progress io.Writer
-	if !*asJSON {
+	if !*jsonFlag {
 		progress = stderr
 	}
-	reps := verifyAll(m, srcs, anchors, progress)
+	return m, mpath, verifyAll(m, srcs, anchors, progress), *jsonFlag, 0, true
+}
+
+func auditVerify(args []string, stdout, stderr io.Writer) int {
+	m, mpath, reps, asJSON, code, done := verifiedLogs("verify", flag.NewFlagSet("audit verify", flag.ContinueOnError), args, stdout, stderr)
+	if !done {
+		return code
+	}
 	cross := auditlog.CrossCheck(logsOf(reps))
 	ok := cross.OK()
 	for _, r := range reps {
 		ok = ok && r.Verified
 	}
-	if *asJSON {
+	if asJSON {
 		printJSON(stdout, auditVerifyJSON{OK: ok, Manifest: mpath, ClusterID: m.ClusterID, Parties: reps, Cross: cross})
 	} else {
 		for _, r := range reps {
@@ -712,32 +720,12 @@ func auditVerifyExport(args []string, stdout, stderr io.Writer) int {
 
 func auditReport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit report", flag.ContinueOnError)
-	var src auditSources
-	src.register(fs)
 	keyID := fs.String("key", "", "only ceremonies of this key")
-	asJSON := fs.Bool("json", false, "print JSON")
-	usage := func(err error) int { return usageExit("audit report", auditUsage, err, stdout, stderr) }
-	pos, err := parseFlags(fs, args)
-	if err == nil && len(pos) != 0 {
-		err = usagef("report takes no arguments, got %q", pos)
-	}
-	if err == nil {
-		err = src.check()
-	}
-	if err != nil {
-		return usage(err)
+	m, _, reps, asJSON, code, done := verifiedLogs("report", fs, args, stdout, stderr)
+	if !done {
+		return code
 	}
 	fail := func(err error) int { return failExit("audit report", err, stderr) }
-	m, _, srcs, err := src.load()
-	if err != nil {
-		return fail(err)
-	}
-	anchors, _ := src.parseAnchors()
-	var progress io.Writer
-	if !*asJSON {
-		progress = stderr
-	}
-	reps := verifyAll(m, srcs, anchors, progress)
 	var bad []string
 	for _, r := range reps {
 		if !r.Verified {
@@ -745,7 +733,7 @@ func auditReport(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	cs := auditlog.Ceremonies(logsOf(reps), *keyID)
-	if *asJSON {
+	if asJSON {
 		printJSON(stdout, struct {
 			OK         bool                 `json:"ok"`
 			Ceremonies []*auditlog.Ceremony `json:"ceremonies"`

@@ -113,7 +113,7 @@ func (e *Enclave) proposeReshare(req *api.ProposeRequest, p *session.Proposal) e
 	slices.Sort(p.NewParties)
 	p.NewEpoch = req.NewEpoch
 	if p.NewEpoch == 0 {
-		p.NewEpoch = e.highestEpoch(req.KeyID) + 1
+		p.NewEpoch = e.epochsOf(req.KeyID).highest() + 1
 	}
 	u := slices.Concat(p.OldParties, p.NewParties)
 	slices.Sort(u)
@@ -122,19 +122,36 @@ func (e *Enclave) proposeReshare(req *api.ProposeRequest, p *session.Proposal) e
 	return nil
 }
 
-// highestEpoch is the highest epoch of keyID this party holds, committed
-// or pending.
-func (e *Enclave) highestEpoch(keyID string) uint64 {
+// keyEpochs is what a party holds of one key: its committed share (nil if
+// none) and the highest epoch it holds, pending ones included (held
+// reports whether it holds anything at all).
+type keyEpochs struct {
+	active         *loadedKey
+	highestPending uint64
+	held           bool
+}
+
+// highest is the highest epoch held, committed or pending.
+func (k keyEpochs) highest() uint64 {
+	if k.active != nil {
+		return max(k.active.rec.Epoch, k.highestPending)
+	}
+	return k.highestPending
+}
+
+func (e *Enclave) epochsOf(keyID string) keyEpochs {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var h uint64
-	if k, ok := e.shares[keyID]; ok {
-		h = k.rec.Epoch
-	}
+	return e.epochsOfLocked(keyID)
+}
+
+func (e *Enclave) epochsOfLocked(keyID string) keyEpochs {
+	k := keyEpochs{active: e.shares[keyID]}
 	for ep := range e.pending[keyID] {
-		h = max(h, ep)
+		k.highestPending = max(k.highestPending, ep)
 	}
-	return h
+	k.held = k.active != nil || len(e.pending[keyID]) > 0
+	return k
 }
 
 // checkReshareShape applies this party's rules to a reshare proposal.
@@ -144,8 +161,9 @@ func (e *Enclave) checkReshareShape(me string, p *session.Proposal) error {
 			return api.Errorf(api.CodeBadRequest, "party: reshare names %q, not a party of the cluster", id)
 		}
 	}
-	h, any := e.highestEpoch(p.KeyID), e.holdsAny(p.KeyID)
-	if any && p.NewEpoch <= h {
+	held := e.epochsOf(p.KeyID)
+	h := held.highest()
+	if held.held && p.NewEpoch <= h {
 		return api.Errorf(api.CodeRejected, "party %s: reshare of key %q to epoch %d refused: this party already holds epoch %d (a reshare goes to an epoch above every epoch any party holds)", me, p.KeyID, p.NewEpoch, h)
 	}
 	// The host picks the new epoch (above every attempt it knows of); a
@@ -174,25 +192,10 @@ func (e *Enclave) checkReshareShape(me string, p *session.Proposal) error {
 		if len(bad) > 0 {
 			return api.Errorf(api.CodeBadRequest, "party %s: reshare proposal for key %q does not match the share held here: %s", me, p.KeyID, strings.Join(bad, "; "))
 		}
-	} else if e.holds(p.KeyID) {
+	} else if held.active != nil {
 		return api.Errorf(api.CodeBadRequest, "party %s: reshare lists this party as joining key %q, but it already holds a share of it", me, p.KeyID)
 	}
 	return nil
-}
-
-func (e *Enclave) holds(keyID string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, ok := e.shares[keyID]
-	return ok
-}
-
-// holdsAny: a committed or a pending share of keyID.
-func (e *Enclave) holdsAny(keyID string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, ok := e.shares[keyID]
-	return ok || len(e.pending[keyID]) > 0
 }
 
 // sealGovernanceLocked seals the governance state (if any) under its lock,
@@ -450,12 +453,9 @@ func (e *Enclave) reshareAck(_ context.Context, req *api.ReshareAckRequest) (*ap
 	}
 	e.mu.Lock()
 	k := e.pending[req.KeyID][req.Epoch]
-	var higher uint64
-	for ep := range e.pending[req.KeyID] {
-		higher = max(higher, ep)
-	}
-	active := e.shares[req.KeyID]
+	held := e.epochsOfLocked(req.KeyID)
 	e.mu.Unlock()
+	active, higher := held.active, held.highestPending
 	if k == nil && active != nil && active.rec.Epoch == req.Epoch && active.rec.ReshareID != nil {
 		k = active
 	}
@@ -485,27 +485,20 @@ func (e *Enclave) reshareCommit(ctx context.Context, req *api.ReshareCommitReque
 		return nil, api.Errorf(api.CodeUnavailable, "party %s: a reshare of key %q is running here; commit after it ends", me, st.KeyID)
 	}
 	e.resharing[st.KeyID] = true
-	active, pend := e.shares[st.KeyID], e.pending[st.KeyID][st.NewEpoch]
-	var higher uint64
-	for ep := range e.pending[st.KeyID] {
-		higher = max(higher, ep)
-	}
+	pend, held := e.pending[st.KeyID][st.NewEpoch], e.epochsOfLocked(st.KeyID)
 	e.mu.Unlock()
+	active, higher := held.active, held.highestPending
 	defer func() {
 		e.mu.Lock()
 		delete(e.resharing, st.KeyID)
 		e.mu.Unlock()
 	}()
-	held := higher
-	if active != nil {
-		held = max(held, active.rec.Epoch)
-	}
-	if st.NewEpoch < held {
+	if st.NewEpoch < held.highest() {
 		// A commit of an earlier epoch than one held here — a reshare a
 		// later one superseded, or a replay of one already applied — must
 		// not touch anything: destroying for it could take the only copy
 		// of this party's share of the later epoch.
-		return nil, api.Errorf(api.CodeRejected, "party %s: commit of key %q epoch %d refused: this party holds the later epoch %d", me, st.KeyID, st.NewEpoch, held)
+		return nil, api.Errorf(api.CodeRejected, "party %s: commit of key %q epoch %d refused: this party holds the later epoch %d", me, st.KeyID, st.NewEpoch, held.highest())
 	}
 	resp := &api.ReshareCommitResponse{PartyID: me, Epoch: st.NewEpoch, Threshold: st.NewThreshold, Parties: st.NewParties, PublicKey: st.PublicKey}
 	for _, k := range []*loadedKey{active, pend} {

@@ -321,11 +321,12 @@ func (e *Enclave) abort(_ context.Context, req *api.AbortRequest) (any, error) {
 	e.mu.Lock()
 	r, ok := e.runCancels[string(req.ProposalID)]
 	e.mu.Unlock()
+	short := req.ProposalID[:min(8, len(req.ProposalID))]
 	if !ok {
-		return nil, api.Errorf(api.CodeNotFound, "party %s: no session of proposal %x is running", me, prefix8(req.ProposalID))
+		return nil, api.Errorf(api.CodeNotFound, "party %s: no session of proposal %x is running", me, short)
 	}
 	r.cancel(fmt.Errorf("aborted by the host: %s", reason))
-	e.cfg.Log.Info("session aborted by the host", "proposal", fmt.Sprintf("%x", prefix8(req.ProposalID)), "reason", reason)
+	e.cfg.Log.Info("session aborted by the host", "proposal", fmt.Sprintf("%x", short), "reason", reason)
 	// Return once the run has let go of what it held (a reshare's claim on
 	// its key), so a rerun right after does not find it busy.
 	select {
@@ -339,13 +340,6 @@ func (e *Enclave) abort(_ context.Context, req *api.AbortRequest) (any, error) {
 type running struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
-}
-
-func prefix8(b []byte) []byte {
-	if len(b) > 8 {
-		return b[:8]
-	}
-	return b
 }
 
 // finishKeygen seals the new share and has the host store it durably before

@@ -159,7 +159,7 @@ func (r *runner) startReshare() error {
 				return
 			}
 		}
-		res <- out
+		res <- &out
 	}()
 	r.result = res
 	// New roles first: they wait for the old committee's first round.

@@ -296,9 +296,6 @@ func (r *runner) run(ctx context.Context) (any, error) {
 		case <-timer.C:
 			return nil, fmt.Errorf("%w after %s of inactivity; %s", ErrTimeout, r.cfg.Inactivity, r.waitingFor())
 		case res := <-r.result:
-			if o, ok := res.(ReshareOutput); ok {
-				return &o, nil
-			}
 			return res, nil
 		case l := <-r.s.local:
 			if err := r.deliverLocal(l); err != nil {

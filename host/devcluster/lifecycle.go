@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sealsign/sealsign/enclave/api"
 	"github.com/sealsign/sealsign/governance/ceremony"
 	"github.com/sealsign/sealsign/governance/keys"
 	"github.com/sealsign/sealsign/host/client"
@@ -71,22 +70,4 @@ func (c *Cluster) Reshare(ctx context.Context, coord, keyID string, newParties [
 		return nil, err
 	}
 	return cl.Reshare(ctx, keyID, server.ReshareRequest{Ceremony: signed, NewParties: newParties, NewThreshold: newThreshold})
-}
-
-// KeyEpochs reports each running party's epochs of keyID (parties that do
-// not answer or hold nothing of it are left out).
-func (c *Cluster) KeyEpochs(ctx context.Context, keyID string) map[string]api.KeyEpochs {
-	out := map[string]api.KeyEpochs{}
-	for _, p := range c.Parties {
-		h, err := c.Client(p.ID).Health(ctx)
-		if err != nil || h.Enclave == nil {
-			continue
-		}
-		for _, ke := range h.Enclave.KeyEpochs {
-			if ke.KeyID == keyID {
-				out[p.ID] = ke
-			}
-		}
-	}
-	return out
 }
